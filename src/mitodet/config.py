@@ -1,0 +1,186 @@
+"""Configuration: one frozen dataclass tree per experiment, validated on construction.
+
+Physical quantities carry their unit in the name (``mpp`` in micrometres per pixel,
+``box_size_um``, ``radius_um``). Configs round-trip through plain JSON dicts with
+:func:`to_dict` / :func:`model_config_from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENCODERS = ("resnet50", "resnet34", "resnet18", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
+NORMS = ("bn", "frozen_bn", "gn")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message quotes the value and the fix."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class GLBConfig:
+    """Global Bank neck (paper eqs. 1-3).
+
+    Attributes:
+        k: filters of each 3x3 projection f_i of an encoder stage EN_i.
+        m: depth (filters) of the vault layer f_A.
+    """
+
+    k: int = 256
+    m: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("k", "m"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                   f"glb.{name} must be a positive integer, got {v!r}; the paper uses k=256, m=256 or 512")
+
+
+@dataclass(frozen=True)
+class FocalConfig:
+    """Focal loss of eq. 7, FL = -z a (1-p)^g log p - (1-z)(1-a) p^g log(1-p).
+
+    Attributes:
+        alpha: class-balance factor in [0, 1].
+        gamma: focusing exponent, >= 0 (0 gives alpha-weighted BCE).
+        rpn: also use the focal loss for the RPN objectness (default: RoI classifier only).
+        prior: initial foreground probability used to set the classifier bias.
+    """
+
+    alpha: float = 0.5
+    gamma: float = 0.5
+    rpn: bool = False
+    prior: float = 0.01
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and 0.0 <= self.alpha <= 1.0,
+               f"focal.alpha must lie in [0, 1], got {self.alpha!r}; the paper uses 0.5")
+        _check(isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma >= 0.0,
+               f"focal.gamma must be >= 0, got {self.gamma!r}; the paper uses 0.5")
+        _check(0.0 < self.prior < 1.0, f"focal.prior must lie in (0, 1), got {self.prior!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build a detector and run it at the right physical scale.
+
+    Attributes:
+        preset: name of the preset this config came from (informational).
+        encoder: backbone name, one of ``ENCODERS``.
+        norm: normalisation in the encoder: ``bn`` (trainable BatchNorm, the choice when
+            training from scratch), ``frozen_bn`` (torchvision's choice with ImageNet
+            weights), or ``gn`` (GroupNorm; ResNets only).
+        weights_backbone: ``None`` (random init, the default), a path to a local state-dict
+            file (.pth/.pt via ``torch.load(weights_only=True)`` or .safetensors), or
+            ``"imagenet"`` for torchvision's ImageNet enum, which downloads and so is only
+            done when a user asks for it explicitly.
+        fpn_channels: channels of every FPN output level.
+        glb: Global Bank settings, or ``None`` for the plain FPN.
+        focal: focal-loss settings, or ``None`` for the stock cross-entropy losses.
+        mpp: working resolution in micrometres per pixel; every input is resampled to it.
+        box_size_um: side of the square training box drawn around each point label.
+        anchor_sizes: one anchor side (pixels at ``mpp``) per FPN level incl. the pooled one.
+        aspect_ratios: anchor aspect ratios (boxes are square, so (1.0,) suffices for
+            light presets; the paper presets keep torchvision's (0.5, 1, 2)).
+        rpn_*: torchvision RPN proposal counts and sampling.
+        box_*: RoI head sampling / head width / detections per image.
+        score_threshold: the operating threshold for detections (chosen on validation by
+            the training engine and stored with the model).
+    """
+
+    preset: str = "custom"
+    encoder: str = "resnet50"
+    norm: str = "bn"
+    weights_backbone: str | None = None
+    fpn_channels: int = 256
+    glb: GLBConfig | None = None
+    focal: FocalConfig | None = None
+    mpp: float = 0.425
+    box_size_um: float = 12.5
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_test: int = 1000
+    rpn_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 512
+    box_positive_fraction: float = 0.25
+    box_head_dim: int = 1024
+    box_detections_per_img: int = 100
+    box_nms_thresh: float = 0.3
+    score_threshold: float = 0.5
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.encoder in ENCODERS, f"encoder {self.encoder!r} is unknown; choose one of {', '.join(ENCODERS)}")
+        _check(self.norm in NORMS, f"norm {self.norm!r} is unknown; choose one of {', '.join(NORMS)}")
+        _check(not (self.norm == "gn" and self.encoder.startswith("mobilenet")),
+               f"norm 'gn' is supported for ResNet encoders only, not {self.encoder!r}; use 'bn' or 'frozen_bn'")
+        _check(isinstance(self.mpp, (int, float)) and math.isfinite(self.mpp) and self.mpp > 0,
+               f"mpp must be > 0 micrometres per pixel, got {self.mpp!r}; typical x40 scans are 0.23-0.26")
+        _check(self.box_size_um > 0, f"box_size_um must be > 0, got {self.box_size_um!r}")
+        _check(self.fpn_channels > 0, f"fpn_channels must be > 0, got {self.fpn_channels!r}")
+        _check(len(self.anchor_sizes) == 5, f"anchor_sizes needs 5 entries (P2..P5 and the pooled level), got {self.anchor_sizes!r}")
+        _check(all(a > 0 for a in self.anchor_sizes), f"anchor_sizes must be positive, got {self.anchor_sizes!r}")
+        _check(len(self.aspect_ratios) > 0 and all(r > 0 for r in self.aspect_ratios),
+               f"aspect_ratios must be positive, got {self.aspect_ratios!r}")
+        _check(0.0 <= self.score_threshold <= 1.0, f"score_threshold must lie in [0, 1], got {self.score_threshold!r}")
+        _check(0.0 < self.box_nms_thresh <= 1.0, f"box_nms_thresh must lie in (0, 1], got {self.box_nms_thresh!r}")
+        for name in ("rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_train",
+                     "rpn_post_nms_top_n_test", "rpn_batch_size_per_image", "box_batch_size_per_image",
+                     "box_head_dim", "box_detections_per_img"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and v > 0, f"{name} must be a positive integer, got {v!r}")
+
+    @property
+    def box_size_px(self) -> float:
+        """Training box side in pixels at the working resolution."""
+        return self.box_size_um / self.mpp
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    """Rebuild a :class:`ModelConfig` from :func:`to_dict` output; unknown keys are an error."""
+    d = dict(d)
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
+    if d.get("glb") is not None:
+        d["glb"] = GLBConfig(**d["glb"])
+    if d.get("focal") is not None:
+        d["focal"] = FocalConfig(**d["focal"])
+    for key in ("anchor_sizes", "aspect_ratios"):
+        if key in d:
+            d[key] = tuple(d[key])
+    return ModelConfig(**d)
+
+
+def save_json(obj: dict[str, Any], path: str | Path) -> None:
+    """Write JSON atomically (a temp file renamed into place) so no half-written file is left."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+__all__ = ["ConfigError", "GLBConfig", "FocalConfig", "ModelConfig", "to_dict", "model_config_from_dict",
+           "save_json", "ENCODERS", "NORMS", "field"]

@@ -1,0 +1,90 @@
+"""Geometric and photometric transforms. Geometric ones move image and points together
+and never mutate their inputs.
+
+Coordinates: points are (x, y) = (column, row) with the pixel-centre convention: pixel
+(r, c) covers [c - 0.5, c + 0.5) x [r - 0.5, r + 0.5), so an image of width W spans
+x in [-0.5, W - 0.5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+# Ruifrok & Johnston (2001) H&E-DAB stain vectors, as in scikit-image's ``rgb2hed``.
+_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+_RGB_FROM_HED = _RGB_FROM_HED / np.linalg.norm(_RGB_FROM_HED, axis=1, keepdims=True)
+_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED)
+
+
+def resample(image: np.ndarray, points: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resize by ``scale`` (new = old * scale) with antialiasing; points follow.
+
+    Args:
+        image: (H, W, 3) uint8.
+        points: (N, 2) x, y in pixels.
+        scale: > 0, e.g. ``source_mpp / working_mpp``.
+    """
+    if scale == 1.0:
+        return image, points.copy()
+    h, w = image.shape[:2]
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    out = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+    sx, sy = nw / w, nh / h
+    pts = np.empty_like(points, dtype=np.float64)
+    pts[:, 0] = (points[:, 0] + 0.5) * sx - 0.5
+    pts[:, 1] = (points[:, 1] + 0.5) * sy - 0.5
+    return out, pts
+
+
+def hflip(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w = image.shape[1]
+    pts = points.copy()
+    pts[:, 0] = w - 1 - pts[:, 0]
+    return image[:, ::-1].copy(), pts
+
+
+def vflip(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h = image.shape[0]
+    pts = points.copy()
+    pts[:, 1] = h - 1 - pts[:, 1]
+    return image[::-1].copy(), pts
+
+
+def rot90(image: np.ndarray, points: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate by k * 90 degrees counter-clockwise (as ``np.rot90``)."""
+    img, pts = image, points.copy()
+    for _ in range(k % 4):
+        w = img.shape[1]
+        pts = np.stack([pts[:, 1], w - 1 - pts[:, 0]], axis=1) if len(pts) else pts
+        img = np.rot90(img)
+    return np.ascontiguousarray(img), pts
+
+
+def hed_jitter(image: np.ndarray, rng: np.random.Generator, sigma: float = 0.05, bias: float = 0.05) -> np.ndarray:
+    """H&E stain augmentation in HED optical-density space (Tellez et al. 2018 style).
+
+    Each stain channel c becomes ``hed_c * a_c + b_c`` with a_c ~ U(1 - sigma, 1 + sigma),
+    b_c ~ U(-bias, bias), then back to RGB.
+    """
+    rgb = np.maximum(image.astype(np.float32) / 255.0, 1e-6)
+    od = -np.log(rgb)
+    hed = od @ _HED_FROM_RGB.astype(np.float32)
+    a = rng.uniform(1 - sigma, 1 + sigma, size=3).astype(np.float32)
+    b = rng.uniform(-bias, bias, size=3).astype(np.float32)
+    hed = hed * a + b
+    out = np.exp(-(hed @ _RGB_FROM_HED.astype(np.float32)))
+    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def brightness_contrast(image: np.ndarray, rng: np.random.Generator, brightness: float = 0.1,
+                        contrast: float = 0.1) -> np.ndarray:
+    x = image.astype(np.float32)
+    c = rng.uniform(1 - contrast, 1 + contrast)
+    b = rng.uniform(-brightness, brightness) * 255.0
+    mean = x.mean()
+    return np.clip((x - mean) * c + mean + b, 0, 255).astype(np.uint8)
+
+
+def gaussian_blur(image: np.ndarray, radius: float) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))

@@ -50,6 +50,11 @@ class SamplerConfig:
         scale_jitter: relative scale jitter (0.1 = +-10%).
         hed_sigma / hed_bias: HED stain jitter strengths.
         p_blur: probability of a Gaussian blur (radius 0.5-1.2 px).
+        p_mosaic_background: probability that the canvas starts as a random-phase mosaic of
+            small patches even when large images exist (so pieces and background come from
+            the same sources as often as not, and a piece edge is no cue).
+        piece_hed_sigma: extra HED jitter per pasted piece, so a piece's colour does not
+            tell it apart from the background systematically.
         augment: False gives unaugmented (still mosaicked) crops for validation.
     """
 
@@ -66,6 +71,8 @@ class SamplerConfig:
     brightness: float = 0.1
     contrast: float = 0.1
     p_blur: float = 0.2
+    p_mosaic_background: float = 0.5
+    piece_hed_sigma: float = 0.03
     augment: bool = True
 
     def __post_init__(self) -> None:
@@ -207,13 +214,22 @@ class MosaicSampler:
         return img, src.points[keep] - [x0, y0], keep.sum()
 
     def _background(self, rng, side: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.large:
+        if self.large and rng.random() >= self.cfg.p_mosaic_background:
             src = self.sources[self.large[rng.integers(len(self.large))]]
             side = min(side, *src.image.shape[:2])
             img, pts, _ = self._window(rng, src, (side, side))
             return img.copy(), pts
         # Random-phase mosaic of small patches: seams land anywhere, not on a fixed grid.
-        canvas = np.zeros((side, side, 3), np.uint8)
+        # Gaps left where patches of different sizes meet show a large image underneath
+        # (or mid-grey when there is none), never a black hole.
+        if self.large:
+            src = self.sources[self.large[rng.integers(len(self.large))]]
+            under, _, _ = self._window(rng, src, (side, side))
+            canvas = np.empty((side, side, 3), np.uint8)
+            canvas[:] = 200
+            canvas[:under.shape[0], :under.shape[1]] = under
+        else:
+            canvas = np.full((side, side, 3), 200, np.uint8)
         pts_all = [np.zeros((0, 2))]
         y = -int(rng.integers(0, 32))
         while y < side:
@@ -250,6 +266,8 @@ class MosaicSampler:
         else:
             src = self.sources[rng.integers(len(self.sources))]
             piece, ppts, _ = self._window(rng, src, (size, size))
+        if cfg.augment and cfg.piece_hed_sigma > 0:
+            piece = T.hed_jitter(piece, rng, cfg.piece_hed_sigma, cfg.piece_hed_sigma)
         ph, pw = piece.shape[:2]
         x0, y0 = int(rng.integers(0, side_w - pw + 1)), int(rng.integers(0, side_h - ph + 1))
         # Feathered alpha: 1 inside, linear ramp over feather_px at the edges.
@@ -287,7 +305,7 @@ class MosaicDataset(torch.utils.data.Dataset):
         target = {"boxes": torch.from_numpy(boxes).float().reshape(-1, 4),
                   "labels": torch.ones(len(boxes), dtype=torch.int64),
                   "points": torch.from_numpy(pts).float().reshape(-1, 2)}
-        return torch.from_numpy(img).permute(2, 0, 1).float().div(255.0), target
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0), target
 
 
 def collate(batch):

@@ -161,7 +161,7 @@ def load_backbone_weights(encoder: nn.Module, source: str | Path) -> list[str]:
     mapped: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
         dst = encoder.torchvision_state_dict_keys(key)
-        if dst is not None:
+        if dst is not None and not (dst.endswith("num_batches_tracked") and dst not in encoder.state_dict()):
             mapped[dst] = value
     own = encoder.state_dict()
     bad = [k for k in mapped if k not in own or own[k].shape != mapped[k].shape]

@@ -1,0 +1,1 @@
+"""Training engine: the train loop, checkpoints, validation."""

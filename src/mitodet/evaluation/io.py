@@ -1,0 +1,435 @@
+"""Small, self-contained loaders of point files for ``mitodet evaluate``.
+
+Every loader returns ``{image_name: PointSet}`` where the image name is the file stem of the
+image (``"A03_00Ab"``, ``"001"``), so ground truth and predictions from different formats
+pair up by name. Formats recognised by :func:`load_points`:
+
+* **generic CSV** with a header: ``image,x,y[,score][,label][,mpp][,domain]`` (one file, many
+  images; a row with an image name and empty x, y declares an image without points), or a
+  single-image CSV ``x,y[,score]`` (as written by ``mitodet detect``; the image name is the
+  file stem). ``score`` may also be called ``probability`` or ``confidence``; ``label`` is 1
+  (or ``mitosis``) for a mitotic figure and 0 (or 2, MIDOG's imposter category) for anything
+  else; without a label column every row is a mitotic figure. x = column, y = row, level-0
+  pixels.
+* **MITOS-ATYPIA-14**: a dataset root (any folder holding ``<FRAME>_mitosis.csv`` files, in
+  the official layout ``<SLIDE>/mitosis/``) or one ``<FRAME>_mitosis.csv`` /
+  ``<FRAME>_not_mitosis.csv``: header-less rows ``x,y,confidence``. Mitosis rows get label 1,
+  not-mitosis rows label 0 (hard negatives). Pixel size from the slide letter: A = Aperio
+  ScanScope XT 0.2455 um/px, H = Hamamatsu NanoZoomer 2.0-HT 0.2273 um/px. The third column
+  is kept as the score (for a prediction file in this layout it is the confidence).
+* **MIDOG COCO-like JSON** (MIDOG 2021 / MIDOG++): ``images`` + ``annotations`` with ``bbox``
+  = [x1, y1, x2, y2] in pixels (MIDOG's corner convention, not COCO's x, y, w, h); the point
+  is the box centre; category 1 = mitotic figure (label 1), any other = label 0; optional
+  ``score`` per annotation; ``tumor_type`` / ``scanner`` of an image is its domain.
+* **grand-challenge "Multiple points" JSON** (MIDOG submissions): ``{"type": "Multiple
+  points", "points": [{"name": ..., "point": [x_mm, y_mm, z], "probability": p}]}`` in
+  millimetres, one image per file (name = file stem). As in the MIDOG evaluation, a point
+  is a mitotic figure when it has no ``name`` or the name ``"mitotic figure"``; a missing
+  ``probability`` counts as 0.5 (MIDOG's default) when other points have one.
+* **MIDOG evaluation ground truth**: a JSON object ``{"001.tiff": [[x_mm, y_mm, z], ...]}``.
+* a **folder** of such CSV / JSON files (not recursive), merged.
+
+Points in millimetres are converted to pixels later, once the image's mpp is known
+(:meth:`PointSet.to_pixels`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from mitodet.data.records import DataFormatError
+
+# MITOS-ATYPIA-14 scanners (see shared/data/README.md)
+MITOS14_SCANNERS = {
+    "A": ("Aperio ScanScope XT", 0.2455),
+    "H": ("Hamamatsu NanoZoomer 2.0-HT", 0.2273),
+}
+MIDOG_DEFAULT_PROBABILITY = 0.5
+
+_SCORE_NAMES = ("score", "probability", "confidence", "prob")
+_IMAGE_NAMES = ("image", "image_id", "image_name", "file", "filename", "file_name")
+
+
+@dataclass(frozen=True, eq=False)
+class PointSet:
+    """The points of one image as read from a file.
+
+    Attributes:
+        name: image key (file stem of the image).
+        points: float64 (N, 2) of (x, y) in ``units``.
+        labels: int64 (N,), 1 = mitotic figure, 0 = other (hard negative / imposter).
+        scores: float64 (N,) or ``None`` when the file has none.
+        mpp: micrometres per pixel if the format says, else ``None``.
+        domain: scanner / lab / tumour type if the format says, else ``""``.
+        units: ``"px"`` (level-0 pixels) or ``"mm"`` (grand-challenge millimetres).
+        source: the file the points came from (for error messages).
+        fmt: short name of the format.
+    """
+
+    name: str
+    points: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray | None
+    mpp: float | None
+    domain: str
+    units: str
+    source: str
+    fmt: str
+
+    def mitoses(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(points, scores) of the label-1 rows only."""
+        keep = self.labels == 1
+        return self.points[keep], None if self.scores is None else self.scores[keep]
+
+    def to_pixels(self, mpp: float) -> PointSet:
+        """The same set in level-0 pixels (converts millimetres with ``mpp`` um/px)."""
+        if self.units == "px":
+            return self
+        return replace(self, points=self.points * 1000.0 / mpp, units="px")
+
+
+def image_key(name: str) -> str:
+    """The key images are paired by: the file stem (``"dir/001.tiff"`` -> ``"001"``)."""
+    return Path(str(name)).stem
+
+
+def _pointset(name, pts, labels, scores, mpp, domain, units, source, fmt) -> PointSet:
+    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    return PointSet(
+        name=name,
+        points=pts,
+        labels=np.asarray(labels, dtype=np.int64).reshape(-1),
+        scores=None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1),
+        mpp=mpp,
+        domain=domain,
+        units=units,
+        source=str(source),
+        fmt=fmt,
+    )
+
+
+def _float(value: str, path: Path, line: int, column: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise DataFormatError(
+            f"{path}, line {line}: column {column!r} holds {value!r}, which is not a number"
+        ) from None
+    if not np.isfinite(v):
+        raise DataFormatError(f"{path}, line {line}: column {column!r} is {value!r}")
+    return v
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return [row for row in csv.reader(fh) if row and any(c.strip() for c in row)]
+    except UnicodeDecodeError:
+        raise DataFormatError(f"{path}: not a text CSV file") from None
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _mitos14_name(path: Path) -> tuple[str, int]:
+    stem = path.stem
+    if stem.endswith("_not_mitosis"):
+        return stem[: -len("_not_mitosis")], 0
+    if stem.endswith("_mitosis"):
+        return stem[: -len("_mitosis")], 1
+    return stem, 1
+
+
+def _mitos14_scanner(name: str) -> tuple[str, float | None]:
+    domain, mpp = MITOS14_SCANNERS.get(name[:1].upper(), ("", None))
+    return domain, mpp
+
+
+def _load_headerless_csv(path: Path, rows: list[list[str]]) -> dict[str, PointSet]:
+    name, label = _mitos14_name(path)
+    pts, scores = [], []
+    for i, row in enumerate(rows, 1):
+        if len(row) < 2:
+            raise DataFormatError(f"{path}, line {i}: expected x,y[,confidence], got {row}")
+        pts.append((_float(row[0], path, i, "x"), _float(row[1], path, i, "y")))
+        scores.append(_float(row[2], path, i, "confidence") if len(row) > 2 else 1.0)
+    domain, mpp = _mitos14_scanner(name)
+    has_scores = any(len(r) > 2 for r in rows)
+    return {
+        name: _pointset(
+            name,
+            pts,
+            [label] * len(pts),
+            scores if has_scores else None,
+            mpp,
+            domain,
+            "px",
+            path,
+            "mitos_atypia14",
+        )
+    }
+
+
+def _load_header_csv(path: Path, rows: list[list[str]]) -> dict[str, PointSet]:
+    header = [h.strip().lower() for h in rows[0]]
+    col = {h: i for i, h in enumerate(header)}
+    if "x" not in col or "y" not in col:
+        raise DataFormatError(
+            f"{path}: the CSV header {rows[0]} has no 'x' and 'y' columns. Write a header "
+            "'image,x,y,score' (or 'x,y,score' for one image), x = column, y = row, pixels."
+        )
+    img_c = next((col[h] for h in _IMAGE_NAMES if h in col), None)
+    score_c = next((col[h] for h in _SCORE_NAMES if h in col), None)
+    label_c = col.get("label", col.get("class"))
+    mpp_c = col.get("mpp")
+    dom_c = col.get("domain", col.get("scanner"))
+    acc: dict[str, dict] = {}
+    for line, row in enumerate(rows[1:], 2):
+        row = row + [""] * (len(header) - len(row))
+        name = image_key(row[img_c].strip()) if img_c is not None else path.stem
+        if not name:
+            raise DataFormatError(f"{path}, line {line}: empty image name")
+        a = acc.setdefault(name, {"pts": [], "lab": [], "sc": [], "mpp": None, "dom": ""})
+        if mpp_c is not None and row[mpp_c].strip():
+            a["mpp"] = _float(row[mpp_c], path, line, "mpp")
+        if dom_c is not None and row[dom_c].strip():
+            a["dom"] = row[dom_c].strip()
+        xs, ys = row[col["x"]].strip(), row[col["y"]].strip()
+        if not xs and not ys and img_c is not None:
+            continue  # declares an image without points
+        a["pts"].append((_float(xs, path, line, "x"), _float(ys, path, line, "y")))
+        if score_c is not None:
+            a["sc"].append(_float(row[score_c], path, line, "score"))
+        lab = 1
+        if label_c is not None and row[label_c].strip():
+            raw = row[label_c].strip().lower()
+            if raw in ("1", "1.0", "mitosis", "mitotic figure", "mf", "true"):
+                lab = 1
+            elif raw in (
+                "0",
+                "0.0",
+                "non-mitosis",
+                "not mitotic figure",
+                "hard negative",
+                "imposter",
+                "false",
+                "2",
+            ):
+                lab = 0
+            else:
+                raise DataFormatError(
+                    f"{path}, line {line}: label {row[label_c]!r} not understood; use 1 for "
+                    "a mitotic figure and 0 for anything else"
+                )
+        a["lab"].append(lab)
+    return {
+        name: _pointset(
+            name,
+            a["pts"],
+            a["lab"],
+            a["sc"] if score_c is not None else None,
+            a["mpp"],
+            a["dom"],
+            "px",
+            path,
+            "csv",
+        )
+        for name, a in acc.items()
+    }
+
+
+def load_csv(path: Path) -> dict[str, PointSet]:
+    """Read a generic (header) or MITOS-ATYPIA-14 style (header-less) point CSV."""
+    rows = _read_rows(path)
+    if not rows:  # e.g. the _mitosis.csv of a frame without mitoses
+        name, _ = _mitos14_name(path)
+        if name != path.stem:
+            domain, mpp = _mitos14_scanner(name)
+            return {name: _pointset(name, [], [], None, mpp, domain, "px", path, "mitos_atypia14")}
+        return {name: _pointset(name, [], [], None, None, "", "px", path, "csv")}
+    if all(_is_number(c) for c in rows[0] if c.strip()):
+        return _load_headerless_csv(path, rows)
+    return _load_header_csv(path, rows)
+
+
+def _load_coco(path: Path, data: dict) -> dict[str, PointSet]:
+    images = {}
+    for im in data["images"]:
+        if "id" not in im or "file_name" not in im:
+            raise DataFormatError(f"{path}: an entry of 'images' lacks 'id' or 'file_name': {im}")
+        images[im["id"]] = im
+    acc: dict = {i: {"pts": [], "lab": [], "sc": []} for i in images}
+    for k, ann in enumerate(data["annotations"]):
+        if ann.get("image_id") not in images:
+            raise DataFormatError(
+                f"{path}: annotation #{k} refers to image_id {ann.get('image_id')!r}, "
+                "which is not in 'images'"
+            )
+        box = ann.get("bbox")
+        if box is None or len(box) != 4:
+            raise DataFormatError(f"{path}: annotation #{k} has no 4-number 'bbox': {ann}")
+        x1, y1, x2, y2 = (float(v) for v in box)
+        a = acc[ann["image_id"]]
+        a["pts"].append(((x1 + x2) / 2.0, (y1 + y2) / 2.0))
+        a["lab"].append(1 if ann.get("category_id", 1) == 1 else 0)
+        if "score" in ann:
+            a["sc"].append(float(ann["score"]))
+    out = {}
+    for i, im in images.items():
+        a = acc[i]
+        if a["sc"] and len(a["sc"]) != len(a["pts"]):
+            raise DataFormatError(f"{path}: image {im['file_name']}: some annotations lack 'score'")
+        name = image_key(im["file_name"])
+        mpp = im.get("mpp")
+        domain = str(im.get("scanner") or im.get("tumor_type") or "")
+        out[name] = _pointset(
+            name,
+            a["pts"],
+            a["lab"],
+            a["sc"] or None,
+            float(mpp) if mpp else None,
+            domain,
+            "px",
+            path,
+            "midog_coco",
+        )
+    return out
+
+
+def _load_multiple_points(path: Path, data: dict) -> dict[str, PointSet]:
+    pts, lab, sc = [], [], []
+    any_prob = any(isinstance(p, dict) and "probability" in p for p in data["points"])
+    for k, p in enumerate(data["points"]):
+        if not isinstance(p, dict) or "point" not in p or len(p["point"]) < 2:
+            raise DataFormatError(f"{path}: points[{k}] has no 'point': [x_mm, y_mm, z]")
+        pts.append((float(p["point"][0]), float(p["point"][1])))
+        # the MIDOG evaluation's rule: no name, or the name "mitotic figure", is a MF
+        lab.append(1 if p.get("name", "mitotic figure") == "mitotic figure" else 0)
+        sc.append(float(p.get("probability", MIDOG_DEFAULT_PROBABILITY)))
+    name = path.stem
+    return {
+        name: _pointset(
+            name, pts, lab, sc if any_prob else None, None, "", "mm", path, "multiple_points"
+        )
+    }
+
+
+def _load_mm_dict(path: Path, data: dict) -> dict[str, PointSet]:
+    out = {}
+    for key, plist in data.items():
+        pts = [(float(p[0]), float(p[1])) for p in plist]
+        name = image_key(key)
+        out[name] = _pointset(name, pts, [1] * len(pts), None, None, "", "mm", path, "midog_gt")
+    return out
+
+
+def load_json(path: Path) -> dict[str, PointSet]:
+    """Read a MIDOG COCO-like JSON, a grand-challenge "Multiple points" JSON or a MIDOG
+    evaluation ground-truth dict."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and "images" in data and "annotations" in data:
+        return _load_coco(path, data)
+    if isinstance(data, dict) and isinstance(data.get("points"), list):
+        return _load_multiple_points(path, data)
+    if (
+        isinstance(data, dict)
+        and data
+        and all(
+            isinstance(v, list) and all(isinstance(p, list) and len(p) >= 2 for p in v)
+            for v in data.values()
+        )
+    ):
+        return _load_mm_dict(path, data)
+    raise DataFormatError(
+        f"{path}: JSON layout not recognised. Expected a MIDOG COCO-like file ('images' and "
+        "'annotations'), a grand-challenge 'Multiple points' file ('type' and 'points') or "
+        "{image_name: [[x_mm, y_mm, z], ...]}."
+    )
+
+
+def _merge(path: Path, parts: list[dict[str, PointSet]]) -> dict[str, PointSet]:
+    out: dict[str, PointSet] = {}
+    for part in parts:
+        for name, ps in part.items():
+            if name not in out:
+                out[name] = ps
+                continue
+            old = out[name]
+            if old.units != ps.units:
+                raise DataFormatError(
+                    f"{path}: image {name!r} is given in {old.source} ({old.units}) and "
+                    f"{ps.source} ({ps.units}); give each image once"
+                )
+            sc_old, sc_new = old.scores, ps.scores
+            if (sc_old is None) != (sc_new is None):
+                # an empty file has no score column; anything else must agree
+                if sc_old is None and len(old.points) == 0:
+                    sc_old = np.zeros(0)
+                elif sc_new is None and len(ps.points) == 0:
+                    sc_new = np.zeros(0)
+                else:
+                    raise DataFormatError(
+                        f"{path}: image {name!r}: {old.source} has scores but {ps.source} "
+                        "has none (or the reverse); give scores for all points or none"
+                    )
+            out[name] = replace(
+                old,
+                points=np.concatenate([old.points, ps.points]),
+                labels=np.concatenate([old.labels, ps.labels]),
+                scores=None if sc_old is None else np.concatenate([sc_old, sc_new]),
+                mpp=old.mpp if old.mpp is not None else ps.mpp,
+                domain=old.domain or ps.domain,
+                source=f"{old.source}+{Path(ps.source).name}",
+            )
+    return out
+
+
+def load_points(path: str | Path) -> dict[str, PointSet]:
+    """Load ground-truth or predicted points from a file or folder (format auto-detected).
+
+    Args:
+        path: a CSV, a JSON, a MITOS-ATYPIA-14 root, or a folder of CSV/JSON files.
+
+    Returns:
+        ``{image_name: PointSet}``, image names being file stems.
+
+    Raises:
+        DataFormatError: when the path does not exist or its format is not recognised; the
+            message names the file and what to give instead.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataFormatError(f"{p}: no such file or folder. Check the path.")
+    if p.is_dir():
+        mitos = sorted(p.rglob("*_mitosis.csv"))
+        if mitos:
+            return _merge(p, [load_csv(f) for f in mitos])
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".csv", ".json"))
+        if not files:
+            raise DataFormatError(
+                f"{p}: folder holds no *_mitosis.csv (MITOS-ATYPIA-14 layout) and no .csv or "
+                ".json point files. Point to the dataset root or to a point file."
+            )
+        return _merge(p, [load_points(f) for f in files])
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        return load_csv(p)
+    if suffix == ".json":
+        return load_json(p)
+    raise DataFormatError(
+        f"{p}: unknown point-file format {suffix!r}. Give a .csv (image,x,y,score), a MIDOG "
+        ".json, or a MITOS-ATYPIA-14 folder."
+    )

@@ -1,0 +1,1 @@
+"""Inference on images of any size: tiling, slide reading and post-processing."""

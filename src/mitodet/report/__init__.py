@@ -1,0 +1,1 @@
+"""Clinical read-out (counts, hotspot, Nottingham score), output writers and visualisations."""

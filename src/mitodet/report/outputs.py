@@ -1,0 +1,350 @@
+"""Writers for detection results in the formats users import elsewhere.
+
+Every writer is atomic: the whole content is produced in memory first, written to a
+temporary file in the target's folder, flushed to disk and moved into place with
+``os.replace``. A reader never sees a half-written file, and a failed write leaves the
+previous target (or no target) and no temporary file behind.
+
+Formats (points are ``(N, 2)`` (x, y) = (column, row) in level-0 pixels):
+
+* CSV (:func:`write_csv`): header ``x,y,score,x_um,y_um``; pixels and micrometres.
+* QuPath GeoJSON (:func:`write_geojson`): a ``FeatureCollection`` (RFC 7946 structure)
+  of ``Feature`` s with a ``Point`` geometry in **pixel** coordinates (QuPath's GeoJSON uses
+  full-resolution pixels with the origin at the top-left), an ``id`` (UUID4 string, read
+  by QuPath >= 0.4 as the object id), and ``properties`` with ``objectType: "detection"``,
+  ``classification: {"name", "color": [r, g, b]}`` and ``measurements: {"score": s}``.
+  This is what QuPath >= 0.4 writes and reads (``PathObjectTypeAdapters`` in qupath-core:
+  measurements are a JSON object name -> number; the list-of-``{name, value}`` form is the
+  pre-0.4 one, still read for compatibility; ``GsonTools.PathClassTypeAdapter`` reads a
+  classification with ``name`` and an RGB ``color`` array).
+* MIDOG / grand-challenge "Multiple points" JSON (:func:`write_midog_json`): coordinates in
+  **millimetres** (``px * mpp / 1000``) with z = 0, each point with ``name``
+  (``"mitotic figure"``, or ``"non-mitotic figure"`` below the decision threshold) and
+  ``probability``, as specified by the MIDOG 2025 track-1 evaluation container README
+  (DeepMicroscopy/MIDOG25_T1_evaluation_docker) and read by the MIDOG 2022+ evaluation
+  code (points without ``name`` count as mitotic figures, without ``probability`` as 0.5).
+  MIDOG 2021's reference container wrote only ``{"point": [x, y, 0]}``; the newer form is a
+  superset that the 2021-style readers accept as well.
+* A summary JSON plus a short Markdown report (:func:`write_summary`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_CLASSIFICATION = "Mitotic figure"
+DEFAULT_COLOR = (0, 158, 115)
+"""Okabe-Ito bluish green, the detection colour of :mod:`mitodet.report.viz` too."""
+
+
+_UMASK: int | None = None
+
+
+def _file_mode() -> int:
+    """Permissions of a newly created file under the process umask (mkstemp uses 0600)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
+
+    The file gets the permissions an ordinary new file would get (0666 minus the umask).
+
+    Returns:
+        The target path.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"output folder {str(folder)!r} does not exist; create it first")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text atomically; see :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _points(points: object) -> np.ndarray:
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.size == 0:
+        return pts.reshape(0, 2)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must have shape (N, 2) as (x, y) pixels, got shape {pts.shape}")
+    if not np.all(np.isfinite(pts)):
+        raise ValueError("points contain non-finite coordinates")
+    return pts
+
+
+def _scores(scores: object, n: int, *, unit: bool = False) -> np.ndarray:
+    if scores is None:
+        return np.full(n, np.nan)
+    sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(sc) != n:
+        raise ValueError(f"{n} points but {len(sc)} scores")
+    if not np.all(np.isfinite(sc)):
+        raise ValueError("scores contain non-finite values")
+    if unit and np.any((sc < 0) | (sc > 1)):
+        raise ValueError(f"scores must lie in [0, 1] for this format, got min {sc.min():g}, max {sc.max():g}")
+    return sc
+
+
+def _mpp(mpp: object) -> float:
+    m = float(mpp)  # type: ignore[arg-type]
+    if not math.isfinite(m) or m <= 0:
+        raise ValueError(f"mpp must be a finite number > 0 micrometres per pixel, got {mpp!r}")
+    return m
+
+
+def _color(color: Sequence[int]) -> list[int]:
+    c = [int(v) for v in color]
+    if len(c) != 3 or any(not 0 <= v <= 255 for v in c):
+        raise ValueError(f"color must be three integers in [0, 255] (r, g, b), got {color!r}")
+    return c
+
+
+def write_csv(path: str | os.PathLike[str], points_px: np.ndarray, scores: np.ndarray | None,
+              mpp: float) -> Path:
+    """Write detections as CSV with header ``x,y,score,x_um,y_um``.
+
+    Args:
+        path: output file.
+        points_px: ``(N, 2)`` (x, y) in level-0 pixels.
+        scores: ``(N,)`` scores, or None (the column is left empty).
+        mpp: micrometres per level-0 pixel.
+    """
+    pts = _points(points_px)
+    m = _mpp(mpp)
+    sc = _scores(scores, len(pts))
+    buf = io.StringIO()
+    wr = csv.writer(buf, lineterminator="\n")
+    wr.writerow(["x", "y", "score", "x_um", "y_um"])
+    for (x, y), s in zip(pts.tolist(), sc.tolist()):
+        wr.writerow([repr(x), repr(y), "" if math.isnan(s) else repr(s), repr(x * m), repr(y * m)])
+    return atomic_write_text(path, buf.getvalue())
+
+
+def geojson_features(points_px: np.ndarray, scores: np.ndarray | None, *,
+                     classification: str = DEFAULT_CLASSIFICATION,
+                     color: Sequence[int] = DEFAULT_COLOR,
+                     measurement_name: str = "score") -> dict[str, Any]:
+    """The QuPath GeoJSON ``FeatureCollection`` of point detections, as a dict.
+
+    See :func:`write_geojson` for the structure.
+    """
+    pts = _points(points_px)
+    sc = _scores(scores, len(pts))
+    rgb = _color(color)
+    feats = []
+    for (x, y), s in zip(pts.tolist(), sc.tolist()):
+        props: dict[str, Any] = {
+            "objectType": "detection",
+            "classification": {"name": str(classification), "color": list(rgb)},
+        }
+        if not math.isnan(s):
+            props["measurements"] = {measurement_name: s}
+        feats.append({
+            "type": "Feature",
+            "id": str(uuid.uuid4()),
+            "geometry": {"type": "Point", "coordinates": [x, y]},
+            "properties": props,
+        })
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def write_geojson(path: str | os.PathLike[str], points_px: np.ndarray, scores: np.ndarray | None, *,
+                  classification: str = DEFAULT_CLASSIFICATION, color: Sequence[int] = DEFAULT_COLOR,
+                  measurement_name: str = "score") -> Path:
+    """Write detections as QuPath-importable GeoJSON (File > Import objects, or drag and drop).
+
+    Each detection becomes::
+
+        {"type": "Feature", "id": "<uuid4>",
+         "geometry": {"type": "Point", "coordinates": [x, y]},
+         "properties": {"objectType": "detection",
+                        "classification": {"name": "Mitotic figure", "color": [r, g, b]},
+                        "measurements": {"score": s}}}
+
+    Args:
+        path: output file (``.geojson``).
+        points_px: ``(N, 2)`` (x, y) in level-0 pixels (QuPath's coordinates).
+        scores: ``(N,)`` scores stored as the measurement ``measurement_name``; None omits
+            the measurements.
+        classification: QuPath class name.
+        color: class colour as (r, g, b) in 0-255.
+        measurement_name: name of the score measurement in QuPath's measurement table.
+    """
+    fc = geojson_features(points_px, scores, classification=classification, color=color,
+                          measurement_name=measurement_name)
+    return atomic_write_text(path, json.dumps(fc, allow_nan=False) + "\n")
+
+
+def midog_points(points_px: np.ndarray, scores: np.ndarray | None, mpp: float, *,
+                 threshold: float | None = None, name: str = "Points of interest") -> dict[str, Any]:
+    """The grand-challenge "Multiple points" dict of :func:`write_midog_json`."""
+    pts = _points(points_px)
+    m = _mpp(mpp)
+    sc = _scores(scores, len(pts), unit=True)
+    out = []
+    for (x, y), s in zip(pts.tolist(), sc.tolist()):
+        p: dict[str, Any] = {
+            "name": "mitotic figure" if (threshold is None or math.isnan(s) or s >= threshold)
+            else "non-mitotic figure",
+            "point": [x * m / 1000.0, y * m / 1000.0, 0],
+        }
+        if not math.isnan(s):
+            p["probability"] = s
+        out.append(p)
+    return {"name": name, "type": "Multiple points", "points": out, "version": {"major": 1, "minor": 0}}
+
+
+def write_midog_json(path: str | os.PathLike[str], points_px: np.ndarray, scores: np.ndarray | None,
+                     mpp: float, *, threshold: float | None = None,
+                     name: str = "Points of interest") -> Path:
+    """Write detections in the MIDOG / grand-challenge "Multiple points" JSON format.
+
+    Structure (coordinates in millimetres, ``x_mm = x_px * mpp / 1000``, z = 0)::
+
+        {"name": "Points of interest", "type": "Multiple points",
+         "points": [{"name": "mitotic figure", "point": [x_mm, y_mm, 0], "probability": p}],
+         "version": {"major": 1, "minor": 0}}
+
+    Args:
+        path: output file (MIDOG containers write ``/output/mitotic-figures.json``).
+        points_px: ``(N, 2)`` (x, y) in level-0 pixels.
+        scores: ``(N,)`` probabilities in [0, 1], or None (no ``probability`` keys).
+        mpp: micrometres per level-0 pixel.
+        threshold: decision threshold; detections below it are written with name
+            ``"non-mitotic figure"`` (MIDOG 2022+ use this to compute average precision from
+            sub-threshold candidates). None names every point ``"mitotic figure"`` (for
+            detections that are already thresholded).
+        name: top-level ``name``.
+    """
+    d = midog_points(points_px, scores, mpp, threshold=threshold, name=name)
+    return atomic_write_text(path, json.dumps(d, allow_nan=False, indent=1) + "\n")
+
+
+def _fmt(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """A short Markdown report of :func:`mitodet.report.readout.summarize`'s dict."""
+    fa = summary.get("field_area_mm2")
+    nf = summary.get("n_fields", 10)
+    lines = ["# Mitotic count report", ""]
+    if "image" in summary:
+        lines += [f"Image: `{summary['image']}`", ""]
+    lines += [
+        "| Measure | Value |",
+        "|---|---|",
+        f"| Mitotic figures detected | {summary.get('count', 'n/a')} |",
+        f"| Tissue area | {_fmt(summary.get('tissue_area_mm2'))} mm² |",
+        f"| Mitoses per mm² (whole tissue) | {_fmt(summary.get('count_per_mm2'))} |",
+        f"| Mitoses per {nf} HPF (whole-tissue average, HPF = {_fmt(fa, 3)} mm²) | "
+        f"{_fmt(summary.get('count_per_10hpf'), 1)} |",
+    ]
+    if summary.get("score_threshold") is not None:
+        lines.append(f"| Detection score threshold | {_fmt(summary['score_threshold'])} |")
+    hot = summary.get("hotspot")
+    if hot:
+        bx = hot.get("box_px") or hot.get("box_um")
+        unit = "px" if hot.get("box_px") else "µm"
+        lines += [
+            f"| Hotspot ({nf} HPF = {_fmt(hot.get('area_mm2'))} mm²): mitoses | {hot.get('count')} |",
+            f"| Hotspot: mitoses per {nf} HPF | {_fmt(hot.get('count_per_10hpf'), 1)} |",
+            f"| Hotspot box (x0, y0, x1, y1, {unit}) | {', '.join(f'{v:.0f}' for v in bx)} |",
+        ]
+    lines.append("")
+    if hot and hot.get("extrapolated"):
+        lines += ["**Note:** the image is smaller than 10 HPF; the hotspot is the whole image and its "
+                  "count was scaled to 10 HPF by the tissue area (extrapolated).", ""]
+    nt = summary.get("nottingham") or {}
+    lines += ["## Nottingham mitotic score", ""]
+    if nt.get("score") is not None:
+        row = nt.get("table_row", {})
+        cut = nt.get("cutoffs", {})
+        lines += [
+            f"**Score {nt['score']}** from {_fmt(nt.get('count_per_10hpf'), 1)} mitoses per 10 HPF "
+            f"in the hotspot (HPF area {_fmt(nt.get('field_area_mm2'), 3)} mm²).",
+            "",
+            f"Cut-offs used (table row: field diameter {row.get('field_diameter_mm')} mm, "
+            f"area {row.get('field_area_mm2')} mm²): score 1 {cut.get('score_1')}, "
+            f"score 2 {cut.get('score_2')}, score 3 {cut.get('score_3')} mitoses per 10 HPF.",
+        ]
+    else:
+        lines.append(f"Not scored: {nt.get('error', 'no score available')}")
+    if nt.get("table_source"):
+        lines += ["", f"Table: {nt['table_source']}."]
+    lines += ["", "_Automated detection: to be reviewed by a pathologist; not a diagnosis on its own._", ""]
+    return "\n".join(lines)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
+
+
+def write_summary(json_path: str | os.PathLike[str], md_path: str | os.PathLike[str] | None,
+                  summary: dict[str, Any]) -> tuple[Path, Path | None]:
+    """Write the read-out as JSON and (when ``md_path`` is given) a short Markdown report.
+
+    Both documents are rendered before either is written, so an unserialisable summary
+    writes nothing.
+    """
+    text = json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n"
+    md = summary_markdown(summary) if md_path is not None else None
+    jp = atomic_write_text(json_path, text)
+    mp = atomic_write_text(md_path, md) if md_path is not None and md is not None else None
+    return jp, mp
+
+
+__all__ = [
+    "DEFAULT_CLASSIFICATION", "DEFAULT_COLOR", "atomic_write_bytes", "atomic_write_text", "write_csv",
+    "geojson_features", "write_geojson", "midog_points", "write_midog_json", "summary_markdown",
+    "write_summary",
+]

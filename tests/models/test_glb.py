@@ -1,0 +1,71 @@
+"""The GLB neck: shapes per FPN level, and the calibration add really happens."""
+
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from mitodet.models.encoder import LevelSpec, build_encoder
+from mitodet.models.glb import GlobalBank, PyramidNeck
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "mobilenet_v2", "mobilenet_v3_small"])
+@pytest.mark.parametrize("size", [(96, 96), (100, 132)])
+def test_glb_outputs_match_fpn_levels(encoder, size):
+    torch.manual_seed(0)
+    enc = build_encoder(encoder).eval()
+    x = torch.rand(1, 3, *size)
+    feats = enc(x)
+    for lv in enc.levels:  # the encoder's declared strides are what it produces
+        assert feats[lv.name].shape[1] == lv.channels
+        assert feats[lv.name].shape[-1] == -(-size[1] // lv.stride)
+    plain = PyramidNeck(enc.levels, 32)
+    glb = PyramidNeck(enc.levels, 32, glb_k=16, glb_m=24)
+    glb.fpn.load_state_dict(plain.fpn.state_dict())
+    p, c = plain(feats), glb(feats)
+    assert list(p) == list(c) == ["0", "1", "2", "3", "pool"]
+    for k in p:
+        assert c[k].shape == p[k].shape
+    # CAL_i = FPN_i + GAIN_i: the difference is exactly the gain branch output.
+    vl = glb.glb.vault_layer(list(feats.values()))
+    for i, k in enumerate(p):
+        gain = glb.glb.gains[i](vl)
+        if gain.shape[-2:] != p[k].shape[-2:]:
+            gain = torch.nn.functional.interpolate(gain, size=p[k].shape[-2:], mode="nearest")
+        assert torch.allclose(c[k] - p[k], gain, atol=1e-5)
+        assert gain.abs().sum() > 0
+
+
+def test_bypassing_the_calibration_is_detected(monkeypatch):
+    torch.manual_seed(0)
+    enc = build_encoder("resnet18").eval()
+    feats = enc(torch.rand(1, 3, 64, 64))
+    neck = PyramidNeck(enc.levels, 32, glb_k=16, glb_m=16)
+    with_glb = neck(feats)
+    monkeypatch.setattr(GlobalBank, "forward", lambda self, f, cal: list(cal))  # the add skipped
+    bypassed = neck(feats)
+    assert any(not torch.allclose(with_glb[k], bypassed[k]) for k in with_glb)
+
+
+def test_vault_is_at_finest_stride_with_m_channels():
+    levels = (LevelSpec("c2", 8, 4), LevelSpec("c3", 8, 8), LevelSpec("c4", 8, 16), LevelSpec("c5", 8, 32))
+    bank = GlobalBank(levels, [4, 8, 16, 32, 64], out_channels=12, k=5, m=7)
+    feats = [torch.rand(1, 8, 16 // 2 ** i, 16 // 2 ** i) for i in range(4)]
+    vl = bank.vault_layer(feats)
+    assert vl.shape == (1, 7, 16, 16)
+    # stride 4 -> no downsampling (one conv); stride 64 -> four stride-2 convs.
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in bank.gains[0]) == 1
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in bank.gains[4]) == 4
+
+
+def test_neck_checks_encoder_levels_at_construction():
+    bad = (LevelSpec("c2", 8, 4), LevelSpec("c3", 8, 4), LevelSpec("c4", 8, 16), LevelSpec("c5", 8, 32))
+    with pytest.raises(ValueError, match="double"):
+        PyramidNeck(bad, 16)
+    with pytest.raises(ValueError, match="k > 0"):
+        GlobalBank((LevelSpec("c2", 8, 4),), [4], 8, k=0, m=4)
+
+
+def test_encoder_unknown_name():
+    with pytest.raises(ValueError, match="vgg"):
+        build_encoder("vgg")

@@ -1,0 +1,77 @@
+"""Model files: safetensors + JSON round trip, no pickle, backbone weight files."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mitodet.models import build_detector, load_detector, save_detector
+from mitodet.models.encoder import build_encoder, load_backbone_weights
+
+
+def test_round_trip_gives_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = build_detector("rdlm-cpu").eval()
+    x = [torch.rand(3, 96, 96)]
+    with torch.no_grad():
+        ref = model(x)[0]
+    save_detector(model, tmp_path / "m", model.config.replace(score_threshold=0.42))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    doc = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert doc["model"]["preset"] == "rdlm-cpu" and doc["model"]["glb"] == {"k": 64, "m": 64}
+    loaded = load_detector(tmp_path / "m")
+    assert loaded.config.score_threshold == 0.42
+    with torch.no_grad():
+        out = loaded(x)[0]
+    assert torch.equal(ref["boxes"], out["boxes"]) and torch.equal(ref["scores"], out["scores"])
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    model = build_detector("fpn-cpu")
+    save_detector(model, tmp_path)
+
+    def boom(*a, **k):
+        raise AssertionError("torch.load (pickle) was called")
+
+    monkeypatch.setattr(torch, "load", boom)
+    load_detector(tmp_path)
+
+
+def test_missing_or_mismatched_model_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_detector(tmp_path)
+    save_detector(build_detector("fpn-cpu"), tmp_path)
+    doc = json.loads((tmp_path / "config.json").read_text())
+    doc["model"]["glb"] = {"k": 64, "m": 64}
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="does not fit"):
+        load_detector(tmp_path)
+
+
+def test_backbone_weights_from_local_file(tmp_path):
+    torch.manual_seed(1)
+    from torchvision.models import resnet18
+
+    tv = resnet18(weights=None)
+    path = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in tv.state_dict().items()}, str(path))
+    enc = build_encoder("resnet18")
+    missing = load_backbone_weights(enc, path)
+    assert missing == []
+    assert torch.equal(enc.stem[0].weight, tv.conv1.weight)
+    assert torch.equal(enc.layer4[1].conv2.weight, tv.layer4[1].conv2.weight)
+    torch.save(tv.state_dict(), tmp_path / "r18.pth")
+    enc2 = build_encoder("resnet18")
+    load_backbone_weights(enc2, tmp_path / "r18.pth")
+    assert torch.equal(enc2.layer1[0].conv1.weight, tv.layer1[0].conv1.weight)
+
+
+def test_backbone_weights_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_backbone_weights(build_encoder("resnet18"), tmp_path / "nope.pth")
+    from torchvision.models import resnet34
+
+    torch.save(resnet34(weights=None).state_dict(), tmp_path / "r34.pth")
+    with pytest.raises(ValueError, match="do not fit"):
+        load_backbone_weights(build_encoder("resnet18"), tmp_path / "r34.pth")

@@ -305,7 +305,7 @@ class MosaicDataset(torch.utils.data.Dataset):
         target = {"boxes": torch.from_numpy(boxes).float().reshape(-1, 4),
                   "labels": torch.ones(len(boxes), dtype=torch.int64),
                   "points": torch.from_numpy(pts).float().reshape(-1, 2)}
-        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0), target
+        return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div(255.0), target
 
 
 def collate(batch):

@@ -1,0 +1,58 @@
+"""The benchmark scripts stay runnable: each one's ``--quick`` mode, as a user would run it.
+
+Each quick mode takes well under a minute on an idle 2-core machine (about 20-45 s each
+under load) and writes no docs. One torch thread keeps them from fighting other work for
+the cores.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+
+
+def run_quick(script: str, *extra: str, timeout: float = 300) -> str:
+    cmd = [sys.executable, str(BENCH / script), "--quick", "--threads", "1", *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert "wrote " not in proc.stdout, "a quick mode must not write the docs"
+    return proc.stdout
+
+
+@pytest.mark.data
+def test_ablation_quick(shared_data, tmp_path):
+    out = run_quick("ablation.py", "--work", str(tmp_path / "runs"))
+    assert "| preset | settings | paper row | paper P | paper R | paper F1 | val P | val R | val F1 |" in out
+    assert "| fpn-cpu |" in out and "| rdlm-cpu |" in out
+    assert "Paper ordering by F1: rdlm (0.692) > fpn (0.589)." in out
+    assert "**Budget (equal for every preset and seed):** 5 iterations x batch 2" in out
+    # resumable: a second call reuses the finished runs instead of training again
+    again = run_quick("ablation.py", "--work", str(tmp_path / "runs"))
+    assert again.count("| fpn-cpu |") == 1
+
+
+def test_speed_quick():
+    out = run_quick("speed.py")
+    assert "| model | network input | parameters | inputs | s / HPF | GFLOP / input |" in out
+    assert "torchvision `fasterrcnn_resnet50_fpn`" in out and "`rdlm` paper preset" in out
+    assert "| step | s / HPF | x vs previous | x vs baseline |" in out
+    for step in ("baseline", "inference_mode", "fewer proposals", "channels-last", "4 tiles per forward"):
+        assert step in out
+    assert "GFLOP/s**" in out  # the matmul peak
+
+
+def test_scaling_quick():
+    from mitodet.inference.predictor import Detector
+
+    if not hasattr(Detector, "detect_path"):
+        pytest.skip("the WSI path (Detector.detect_path) is not in this tree yet")
+    out = run_quick("scaling.py")
+    assert "| HPF-equivalents | side (px) | levels | write s | tiles run | detect s | s / HPF |" in out
+    assert "| 1 | 512 |" in out and "| 4 | 1024 |" in out
+    assert "Memory is **" in out

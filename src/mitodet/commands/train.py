@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="data spec: 'shared' (../shared/data) or a JSON spec file")
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoints, metrics, model/)")
     p.add_argument("--iterations", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="crops per step, over all processes (under torchrun each "
+                                                  "process takes an equal share)")
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup-iters", type=int)
     p.add_argument("--val-every", type=int)
@@ -31,6 +33,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                                               "to let torchvision download it (online only)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    g = p.add_argument_group(
+        "distributed (data-parallel) training",
+        "Launch with torchrun, e.g. `torchrun --nproc-per-node 4 -m mitodet.cli train ...`; every process "
+        "gets its share of each global batch (--batch-size is the global batch and must divide by the "
+        "process count) and rank 0 writes all files. See docs/distributed.md.")
+    g.add_argument("--distributed", action="store_true",
+                   help="use DistributedDataParallel even with one process (it is on by itself when torchrun "
+                        "starts more than one, i.e. WORLD_SIZE > 1)")
+    g.add_argument("--device", help="cpu, cuda or cuda:N (default: the CPU for one process; under torchrun "
+                                    "the GPU LOCAL_RANK when there are GPUs, else the CPU)")
+    g.add_argument("--sync-bn", action="store_true",
+                   help="GPUs only: turn trainable BatchNorm (norm 'bn') into SyncBatchNorm, so batch statistics "
+                        "cover the global batch")
     p.set_defaults(func=run)
 
 
@@ -60,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = train_config_from_dict(tdict)
         spec = load_spec(data)
-        summary = train(cfg, spec, args.out, resume=not args.no_resume, progress=not args.no_progress)
+        summary = train(cfg, spec, args.out, resume=not args.no_resume, progress=not args.no_progress,
+                        distributed=True if args.distributed else None, device=args.device, sync_bn=args.sync_bn)
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
@@ -69,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 reports for the whole job
     best = summary["best"]
     print(f"done: {summary['iterations']} iterations; model in {summary['model_dir']}")
     if best.get("val_f1", -1) >= 0:

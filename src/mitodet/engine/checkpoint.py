@@ -49,7 +49,11 @@ def read_checkpoint_meta(folder: Path) -> dict[str, Any] | None:
 
 
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model, optimizer state and torch RNG; returns the checkpoint's meta."""
+    """Restore model, optimizer state and torch RNG; returns the checkpoint's meta.
+
+    Tensors are read on the CPU and copied to the device of the model's parameters, so a
+    checkpoint written on one device resumes on another.
+    """
     meta = read_checkpoint_meta(folder)
     if meta is None:
         raise FileNotFoundError(f"no checkpoint in {folder}")
@@ -59,6 +63,7 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     for key, val in tensors.items():
         if key.startswith("optim."):
             _, i, name = key.split(".", 2)
-            optimizer.state[params[int(i)]][name] = val.clone()
+            p = params[int(i)]
+            optimizer.state[p][name] = val.to(p.device, copy=True)
     torch.set_rng_state(tensors["rng.torch"])
     return meta

@@ -10,15 +10,22 @@ Determinism: crop ``i`` of epoch ``e`` depends only on (seed, e, i), and the tor
 saved with every checkpoint, so a run resumed after a kill continues exactly where it
 stopped (up to the last checkpoint, or the very last iteration when it was stopped by
 SIGINT/SIGTERM, which write a checkpoint before exiting).
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1, or ``distributed=True``) the model is
+wrapped in DistributedDataParallel; ``batch_size`` stays the global batch and each rank
+takes its contiguous share of the same crops, rank 0 alone validates and writes, and the
+torch RNG is re-seeded per (seed, rank, iteration). See ``docs/distributed.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +124,40 @@ def _jsonl(path: Path, row: dict[str, Any]) -> None:
         f.flush()
 
 
-def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig, spec, progress: bool = True):
-    """Records -> slide-disjoint split -> in-memory sources -> train dataset, fixed val crops."""
+def _last_good(ckpt_dir: Path) -> str:
+    from mitodet.engine.checkpoint import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(ckpt_dir)
+    where = (f"the last good checkpoint (iteration {meta['iteration']}) is in {ckpt_dir}" if meta
+             else "no checkpoint was written yet")
+    return f"{where}. Lower --lr, raise warmup_iters, or check the data for broken images"
+
+
+def _drop_log_rows_after(path: Path, iteration: int) -> None:
+    """Drop log rows past the checkpoint a run resumes from (and a line cut short by a
+    kill): those iterations run again, so the log of a resumed run reads like that of an
+    uninterrupted one."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("iteration", 0) <= iteration:
+            keep.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep))
+    tmp.replace(path)
+
+
+def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig, spec, progress: bool = True, with_val: bool = True):
+    """Records -> slide-disjoint split -> in-memory sources -> train dataset, fixed val crops.
+
+    ``with_val=False`` skips reading the validation images (the ranks > 0 of a distributed
+    run, which never validate); the split and ``info`` are the same.
+    """
     from mitodet.data.sampler import MosaicDataset, MosaicSampler, load_sources, split_by_slide
     from mitodet.data.spec import read_sources
 
@@ -130,7 +169,7 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig, spec, progress: boo
     train_ds = MosaicDataset(MosaicSampler(train_src, cfg.sampler, model_cfg.box_size_px, seed=cfg.seed),
                              length=max(cfg.iterations * cfg.batch_size, 1))
     val = None
-    if val_rec:
+    if val_rec and with_val:
         val_src = load_sources(val_rec, model_cfg.mpp, progress=progress)
         vs = MosaicSampler(val_src, dataclasses.replace(cfg.sampler, augment=False), model_cfg.box_size_px,
                            seed=10_000 + cfg.seed)
@@ -150,14 +189,15 @@ def validate(model, val_crops, mpp: float, radius_um: float, batch_size: int = 8
     from mitodet.evaluation.metrics import evaluate_images
 
     model.eval()
+    device = next(model.parameters()).device
     gts, preds, scores = [], [], []
     for i in range(0, len(val_crops), batch_size):
         chunk = val_crops[i:i + batch_size]
-        outs = model([torch.from_numpy(im).permute(2, 0, 1).float().div(255.0) for im, _ in chunk])
+        outs = model([torch.from_numpy(im).permute(2, 0, 1).float().div(255.0).to(device) for im, _ in chunk])
         for (_, pts), o in zip(chunk, outs):
             gts.append(pts)
-            preds.append(boxes_to_points(o["boxes"].numpy()))
-            scores.append(o["scores"].numpy().astype(np.float64))
+            preds.append(boxes_to_points(o["boxes"].cpu().numpy()))
+            scores.append(o["scores"].cpu().numpy().astype(np.float64))
     rep = evaluate_images(gts, preds, scores, mpp, radius_um=radius_um)
     thr = rep.best_threshold if rep.best_threshold is not None else 0.5
     at = evaluate_images(gts, preds, scores, mpp, radius_um=radius_um, threshold=thr)
@@ -166,59 +206,170 @@ def validate(model, val_crops, mpp: float, radius_um: float, batch_size: int = 8
             "val_crops": len(val_crops)}
 
 
-def train(cfg: TrainConfig, spec, out_dir: str | Path, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+def train(cfg: TrainConfig, spec, out_dir: str | Path, resume: bool = True, progress: bool = True, *,
+          distributed: bool | None = None, device: str | None = None, sync_bn: bool = False) -> dict[str, Any]:
     """Train a detector; returns a summary. See the module docstring for the recipe.
 
     Layout of ``out_dir``: ``config.json`` (resolved train/model/data config),
     ``metrics.jsonl``, ``checkpoints/`` (resumable), ``best/`` (model folder of the best
     validation F1, with its threshold), ``model/`` (the final model to use = best, or the
     last weights when there is no validation split).
+
+    Args:
+        cfg: the recipe; ``cfg.batch_size`` is the global batch (split over the ranks).
+        spec: a :class:`~mitodet.data.spec.DataSpec`.
+        out_dir: output folder; in a distributed run only rank 0 writes to it, and every
+            rank resumes from its checkpoint, so on several nodes it must be one shared folder.
+        resume: continue from ``out_dir/checkpoints`` when it holds a checkpoint.
+        progress: progress bars (rank 0 only).
+        distributed: data-parallel training (DistributedDataParallel) over the processes
+            that ``torchrun`` started (docs/distributed.md); ``None``: when the environment
+            says ``WORLD_SIZE`` > 1.
+        device: ``cpu``, ``cuda`` or ``cuda:N``; ``None``: the CPU for a single process,
+            ``cuda:LOCAL_RANK`` for a distributed one when CUDA is available (else the CPU).
+        sync_bn: distributed on GPUs only: turn trainable BatchNorm layers (``norm='bn'``)
+            into SyncBatchNorm, so batch statistics are taken over the global batch.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf (on every rank at once when distributed).
+        KeyboardInterrupt: stopped by SIGINT/SIGTERM after writing a checkpoint.
+        ValueError: a bad config, a global batch that does not split over the ranks, or
+            ranks that see different checkpoints.
     """
+    from mitodet.engine import distributed as D
+
+    if distributed is None:
+        distributed = D.distributed_requested()
+    if sync_bn and not distributed:
+        raise ValueError("sync_bn (--sync-bn) is for distributed training; a single process already sees the "
+                         "whole batch")
+    ctx = D.init_distributed(device) if distributed else None
+    try:
+        summary = _train(cfg, spec, Path(out_dir), resume, progress, ctx, device, sync_bn)
+    except (KeyboardInterrupt, NonFiniteLossError):
+        if ctx is not None:  # every rank stops here together: the group can be closed cleanly
+            ctx.close()
+        raise
+    if ctx is not None:
+        ctx.close()
+    return summary
+
+
+def _allreduce_step(ctx, losses: dict[str, torch.Tensor], loss: torch.Tensor, stop_requested: bool
+                    ) -> tuple[float, dict[str, float], int, bool]:
+    """One small all-reduce per step: the mean loss terms over ranks (for the log), the
+    number of ranks whose loss is not finite, and whether any rank was asked to stop, so
+    that every rank takes the same decision at the same iteration."""
+    vals = torch.stack([v.detach().float() for v in losses.values()] + [loss.detach().float()]) / ctx.world_size
+    flags = torch.tensor([0.0 if bool(torch.isfinite(loss)) else 1.0, 1.0 if stop_requested else 0.0],
+                         device=vals.device)
+    buf = ctx.all_reduce_sum(torch.cat([vals, flags])).cpu().tolist()
+    n = len(losses)
+    return buf[n], dict(zip(losses, buf[:n])), int(round(buf[n + 1])), buf[n + 2] > 0
+
+
+def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx, device: str | None,
+           sync_bn: bool) -> dict[str, Any]:
+    from mitodet.engine import distributed as D
     from mitodet.engine.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
     from mitodet.models.builder import build_detector
     from mitodet.models.io import save_detector
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    main = ctx is None or ctx.is_main
+    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
+    dev = ctx.device if ctx is not None else D.resolve_device(device, False)
+    D.check_batch_split(cfg.batch_size, world)
+    if sync_bn and dev.type != "cuda":
+        raise ValueError("sync_bn (--sync-bn) needs GPUs: torch has no SyncBatchNorm on the CPU; drop --sync-bn")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model_cfg = resolve_model_config(cfg)
     resolved = {"train": to_dict(cfg), "model": to_dict(model_cfg), "data": spec.to_dict()}
     ckpt_dir = out / "checkpoints"
     meta = read_checkpoint_meta(ckpt_dir) if resume else None
-    if meta is not None:
-        old = json.loads((out / "config.json").read_text())
-        for key in ("train", "model", "data"):
-            a, b = dict(old[key]), dict(resolved[key])
-            if key == "train":  # a longer or shorter run may resume; the rest must match
-                a.pop("iterations", None), b.pop("iterations", None)
-            if a != b:
-                raise ValueError(f"{out} holds a run with a different {key} config; use a new --out folder "
-                                 "or --no-resume to start over")
-    save_json(resolved, out / "config.json")
+
+    def check_and_write_config() -> None:
+        if meta is not None:
+            old = json.loads((out / "config.json").read_text())
+            for key in ("train", "model", "data"):
+                a, b = dict(old[key]), dict(resolved[key])
+                if key == "train":  # a longer or shorter run may resume; the rest must match
+                    for k in ("iterations", "threads"):  # neither changes the results
+                        a.pop(k, None), b.pop(k, None)
+                if a != b:
+                    raise ValueError(f"{out} holds a run with a different {key} config; use a new --out folder "
+                                     "or --no-resume to start over")
+        save_json(resolved, out / "config.json")
+
+    if ctx is None:
+        check_and_write_config()
+    else:
+        # Rank 0 checks the folder; every rank must see the same checkpoint (or none) and
+        # all of them raise the same error, instead of some waiting for the others forever.
+        problem = None
+        if ctx.is_main:
+            try:
+                check_and_write_config()
+            except (ValueError, OSError) as exc:
+                problem = str(exc)
+        views = ctx.all_gather_object((problem, meta["tensors"] if meta else None))
+        problems = [p for p, _ in views if p]
+        if problems:
+            raise ValueError(problems[0])
+        if len({t for _, t in views}) > 1:
+            seen = ", ".join(f"rank {r}: {t or 'none'}" for r, (_, t) in enumerate(views))
+            raise ValueError(f"the ranks see different checkpoints in {ckpt_dir} ({seen}); --out must be one "
+                             "folder that every node reads (a shared filesystem), so all ranks resume from the "
+                             "same checkpoint")
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = build_detector(model_cfg)
-    train_ds, val_crops, data_info = build_datasets(cfg, model_cfg, spec, progress=progress)
-    save_json(data_info, out / "data_split.json")
+    if sync_bn:
+        if not D.has_running_stats(model):
+            raise ValueError(f"sync_bn (--sync-bn): the model has no trainable BatchNorm (norm={model_cfg.norm!r}); "
+                             "drop --sync-bn")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    train_ds, val_crops, data_info = build_datasets(cfg, model_cfg, spec, progress=progress and main,
+                                                    with_val=main)
+    if main:
+        save_json(data_info, out / "data_split.json")
+    model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     start, best = 0, {"val_f1": -1.0}
     if meta is not None:
         meta = load_checkpoint(ckpt_dir, model, optimizer)
         start, best = meta["iteration"], meta.get("best", best)
+        if main:
+            _drop_log_rows_after(out / "metrics.jsonl", start)
+            print(f"resuming from the checkpoint of iteration {start} in {ckpt_dir}", flush=True)
+    if ctx is None:
+        forward = model
+    else:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Construction broadcasts rank 0's parameters and buffers. Every trainable parameter
+        # takes part in every step's loss (crops without mitoses too), so there is no
+        # unused-parameter search. Buffers are re-broadcast at each forward only when they
+        # change (trainable BatchNorm without SyncBatchNorm); frozen BN's never do.
+        forward = DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=False,
+            forward_sync_buffers=D.has_running_stats(model) and not sync_bn)
     metrics = out / "metrics.jsonl"
     stop = _StopFlag()
     old_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     bar = None
-    if progress:
+    if progress and main:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.iterations, initial=start, desc=f"train {model_cfg.preset}", unit="it", dynamic_ncols=True)
 
     def checkpoint(it: int) -> None:
-        save_checkpoint(ckpt_dir, it, model, optimizer, {"best": best})
+        if main:
+            save_checkpoint(ckpt_dir, it, model, optimizer, {"best": best})
 
     def run_validation(it: int) -> None:
         nonlocal best
@@ -239,23 +390,29 @@ def train(cfg: TrainConfig, spec, out_dir: str | Path, resume: bool = True, prog
         bs = cfg.batch_size
         per_epoch = len(train_ds) // bs
         while it < cfg.iterations:
-            epoch, pos = divmod(it, per_epoch)
+            epoch, indices = D.rank_batch_indices(it, bs, per_epoch, rank, world)
             train_ds.set_epoch(epoch)
-            batch = [train_ds[pos * bs + j] for j in range(bs)]
-            images = [b[0] for b in batch]
-            targets = [{"boxes": b[1]["boxes"], "labels": b[1]["labels"]} for b in batch]
+            batch = [train_ds[i] for i in indices]
+            images = [b[0].to(dev) for b in batch]
+            targets = [{"boxes": b[1]["boxes"].to(dev), "labels": b[1]["labels"].to(dev)} for b in batch]
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(cfg, it)
-            losses = model(images, targets)
+            if ctx is not None:
+                torch.manual_seed(D.rank_iteration_seed(cfg.seed, rank, it))
+            losses = forward(images, targets)
             loss = sum(losses.values())
-            loss_value = float(loss.detach())
-            if not torch.isfinite(loss):
-                comps = {k: float(v) for k, v in losses.items()}
-                raise NonFiniteLossError(
-                    f"non-finite loss at iteration {it} ({comps}); the last good checkpoint is in {ckpt_dir}. "
-                    "Lower --lr, raise warm-up_iters, or check the data for broken images")
+            if ctx is None:
+                loss_value = float(loss.detach())
+                if not torch.isfinite(loss):
+                    comps = {k: float(v.detach()) for k, v in losses.items()}
+                    raise NonFiniteLossError(f"non-finite loss at iteration {it} ({comps}); {_last_good(ckpt_dir)}")
+            else:
+                loss_value, terms, bad_ranks, stop_all = _allreduce_step(ctx, losses, loss, stop.signum is not None)
+                if bad_ranks:
+                    raise NonFiniteLossError(f"non-finite loss at iteration {it} on {bad_ranks} of {world} ranks "
+                                             f"(mean terms {terms}); {_last_good(ckpt_dir)}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # distributed: DDP all-reduces (averages) the gradients here
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
@@ -263,22 +420,29 @@ def train(cfg: TrainConfig, spec, out_dir: str | Path, resume: bool = True, prog
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.3f}", best_f1=f"{best['val_f1']:.3f}")
-            if it % cfg.log_every == 0 or it == cfg.iterations:
+            if main and (it % cfg.log_every == 0 or it == cfg.iterations):
                 now = time.time()
+                if ctx is None:
+                    terms = {k: float(v.detach()) for k, v in losses.items()}
                 _jsonl(metrics, {"kind": "train", "iteration": it, "lr": lr_at(cfg, it - 1), "loss": loss_value,
-                                 **{k: float(v.detach()) for k, v in losses.items()},
-                                 "sec_per_it": (now - t_log) / cfg.log_every, "elapsed_s": now - t0})
+                                 **terms, "sec_per_it": (now - t_log) / cfg.log_every, "elapsed_s": now - t0})
                 t_log = now
-            if it % cfg.val_every == 0 or it == cfg.iterations:
+            validating = it % cfg.val_every == 0 or it == cfg.iterations
+            if validating and main:
                 run_validation(it)
-            if it % cfg.checkpoint_every == 0 or it == cfg.iterations or stop.signum is not None:
+            stopping = stop.signum is not None if ctx is None else stop_all
+            saving = it % cfg.checkpoint_every == 0 or it == cfg.iterations or stopping
+            if saving:
                 checkpoint(it)
-            if stop.signum is not None:
+            if ctx is not None and (validating or saving):
+                ctx.barrier()  # the others wait while rank 0 validates and writes
+            if stopping:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
-        print(f"stopped at iteration {it}; checkpoint saved in {ckpt_dir}. Run the same command again to resume.")
+        if main:
+            print(f"stopped at iteration {it}; checkpoint saved in {ckpt_dir}. Run the same command again to resume.")
         raise
     finally:
         for s, h in old_handlers.items():
@@ -286,16 +450,39 @@ def train(cfg: TrainConfig, spec, out_dir: str | Path, resume: bool = True, prog
         if bar is not None:
             bar.close()
 
-    final = out / "model"
-    if (out / "best" / "model.safetensors").is_file():
-        from mitodet.models.io import load_detector
+    summary = None
+    if main:
+        final = out / "model"
+        if (out / "best" / "model.safetensors").is_file():
+            from mitodet.models.io import load_detector
 
-        chosen = load_detector(out / "best")
-        extra = json.loads((out / "best" / "config.json").read_text()).get("extra", {})
-        save_detector(chosen, final, extra=extra)
-    else:
-        save_detector(model, final, extra={"note": "no validation split: last weights, stock threshold"})
-    summary = {"iterations": it, "best": best, "model_dir": str(final), "data": data_info,
-               "wall_s_this_session": time.time() - t0}
-    save_json(summary, out / "summary.json")
-    return summary
+            chosen = load_detector(out / "best")
+            extra = json.loads((out / "best" / "config.json").read_text()).get("extra", {})
+            save_detector(chosen, final, extra=extra)
+        else:
+            save_detector(model, final, extra={"note": "no validation split: last weights, stock threshold"})
+        summary = {"iterations": it, "best": best, "model_dir": str(final), "data": data_info,
+                   "wall_s_this_session": time.time() - t0}
+    if ctx is None:
+        save_json(summary, out / "summary.json")
+        return summary
+    # A cheap end-of-run guard: DDP keeps the replicas equal by construction (the same
+    # averaged gradients, the same optimizer step); the summary says so, or a warning does.
+    digests = ctx.all_gather_object(parameter_digest(model))
+    if main:
+        summary.update(world_size=world, param_digest_per_rank=digests)
+        if len(set(digests)) > 1:
+            print(f"warning: the ranks ended with different weights ({digests}); model/ holds rank 0's",
+                  file=sys.stderr)
+        save_json(summary, out / "summary.json")
+    return ctx.broadcast_object(summary)  # every rank returns rank 0's summary (with the best validation)
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter's and buffer's bytes in state-dict order (equal digests:
+    bitwise-equal weights)."""
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

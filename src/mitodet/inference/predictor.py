@@ -1,15 +1,24 @@
 """Run a detector on an image of any size at the model's working resolution.
 
-Images are resampled once from their own mpp to the model's, cut into overlapping tiles
-(:mod:`mitodet.inference.tiling`), run in batches, and each detection is kept only by the
-tile whose core holds its centre. Points come back in the input image's level-0 pixels.
+The working grid is the level-0 image resampled to the model's mpp (``W_work =
+round(W0 * mpp / model_mpp)``). It is cut into overlapping tiles
+(:mod:`mitodet.inference.tiling`); each tile's read box is read from the pyramid level
+closest to, but not coarser than, the working mpp and resampled on its own (bilinear,
+Pillow's sub-pixel ``box``, with a margin so adjacent tiles resample exactly as the whole
+image would). Tiles run through the network in batches, and each detection is kept only
+by the tile whose core holds its centre. Points come back in the input's level-0 pixels.
+
+Only one batch of tiles is in memory at a time, so memory is bounded whatever the image
+size. With a tissue mask (:mod:`mitodet.inference.tissue`), tiles with almost no tissue are
+skipped and detections off the tissue are dropped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +28,10 @@ from mitodet.data.sampler import boxes_to_points
 from mitodet.inference.tiling import Tile, make_tiles, merge_tile_detections
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "weights" / "rdlm-cpu"
+
+TISSUE_MODES = ("auto", "on", "off")
+THUMBNAIL_MAX_SIDE = 4096
+"""Long side of the thumbnail used for overlays of slides and for tissue detection."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,10 @@ class Detections:
         mpp: micrometres per pixel of the input image.
         image_shape: (H, W) of the input image.
         threshold: the threshold already applied (0 when every candidate is kept).
+        tissue: the tissue mask used (:class:`~mitodet.inference.tissue.TissueMask`), or None
+            when the whole image counted as tissue.
+        info: how the run went: ``tiles``, ``tiles_run``, ``tiles_skipped``, ``level``,
+            ``level_mpp``, ``n_off_tissue`` (detections dropped off the tissue), ``seconds``...
     """
 
     points: np.ndarray
@@ -38,10 +55,16 @@ class Detections:
     mpp: float
     image_shape: tuple[int, int]
     threshold: float
+    tissue: Any = None
+    info: dict = field(default_factory=dict, compare=False)
 
     def above(self, threshold: float) -> "Detections":
         keep = self.scores >= threshold
-        return Detections(self.points[keep], self.scores[keep], self.mpp, self.image_shape, max(threshold, self.threshold))
+        return replace(self, points=self.points[keep], scores=self.scores[keep],
+                       threshold=max(threshold, self.threshold))
+
+    def __len__(self) -> int:
+        return len(self.scores)
 
     @property
     def points_um(self) -> np.ndarray:
@@ -63,7 +86,7 @@ def resolve_model_dir(model: str | Path | None) -> Path:
 
 
 class Detector:
-    """A loaded model plus how to run it on large images.
+    """A loaded model plus how to run it on images of any size.
 
     Args:
         model: a :class:`~mitodet.models.detector.MitosisDetector` (eval mode is set).
@@ -74,10 +97,11 @@ class Detector:
         batch_size: tiles per forward pass.
         flip_tta: also run the horizontally flipped tile and average the two score maps
             by matching detections (test-time augmentation; ~2x slower).
+        model_dir: where the model was loaded from (recorded in summaries).
     """
 
     def __init__(self, model, threshold: float | None = None, tile_px: int = 512, overlap_px: int | None = None,
-                 batch_size: int = 4, flip_tta: bool = False) -> None:
+                 batch_size: int = 4, flip_tta: bool = False, model_dir: str | Path | None = None) -> None:
         self.model = model.eval()
         self.config = model.config
         self.threshold = float(self.config.score_threshold if threshold is None else threshold)
@@ -86,19 +110,34 @@ class Detector:
         self.tile_px = int(tile_px)
         box = self.config.box_size_px
         self.overlap_px = int(overlap_px if overlap_px is not None else max(32, round(2.5 * box)))
+        if not 0 < self.overlap_px < self.tile_px:
+            raise ValueError(f"overlap_px ({self.overlap_px}) must be > 0 and smaller than tile_px ({self.tile_px})")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.batch_size = int(batch_size)
         self.flip_tta = flip_tta
+        self.model_dir = None if model_dir is None else Path(model_dir)
 
     @classmethod
     def load(cls, model: str | Path | None = "default", **kwargs) -> "Detector":
-        """Load the bundled model (``"default"``) or a model folder written by ``mitodet train``."""
+        """Load the bundled model (``"default"``) or a model folder written by ``mitodet train``.
+
+        Keyword arguments go to :class:`Detector` (``threshold``, ``tile_px``, ``batch_size``...).
+        """
         from mitodet.models.io import load_detector
 
-        return cls(load_detector(resolve_model_dir(model)), **kwargs)
+        path = resolve_model_dir(model)
+        return cls(load_detector(path), model_dir=path, **kwargs)
 
     @property
     def mpp(self) -> float:
+        """The model's working resolution in micrometres per pixel."""
         return float(self.config.mpp)
+
+    @property
+    def has_glb(self) -> bool:
+        """Whether the model has the GLB neck (and so a vault layer for the eq. 9 heat-map)."""
+        return self.config.glb is not None
 
     @torch.inference_mode()
     def predict_working(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -106,7 +145,8 @@ class Detector:
 
         Returns, per image, (points (N, 2) x, y in that image's pixels, scores (N,)).
         """
-        tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div_(255.0) for im in images]
+        # torch.tensor copies, so read-only arrays (e.g. from Pillow) are fine
+        tensors = [torch.tensor(np.ascontiguousarray(im)).permute(2, 0, 1).float().div_(255.0) for im in images]
         outs = self.model(tensors)
         res = [(boxes_to_points(o["boxes"].numpy()), o["scores"].numpy().astype(np.float64)) for o in outs]
         if self.flip_tta:
@@ -115,38 +155,201 @@ class Detector:
                    for r, o, im in zip(res, flipped, images)]
         return res
 
+    # ------------------------------------------------------------------ public entry points
+
     def detect_array(self, image: np.ndarray, mpp: float, threshold: float | None = None,
-                     progress: bool = False) -> Detections:
-        """Detect mitoses in an (H, W, 3) uint8 RGB image of pixel size ``mpp`` (um/px)."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        if not (np.isfinite(mpp) and mpp > 0):
-            raise ValueError(f"mpp must be a positive number of micrometres per pixel, got {mpp!r}")
+                     progress: bool = False, tissue: str = "off") -> Detections:
+        """Detect mitoses in an (H, W, 3) uint8 RGB image of pixel size ``mpp`` (um/px).
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+            mpp: micrometres per pixel of ``image``.
+            threshold: score threshold (None: the model's operating threshold; 0: every candidate).
+            progress: show a tqdm bar over tile batches.
+            tissue: ``"off"`` (default: the whole image is tissue), ``"on"`` (detect tissue,
+                skip background tiles, drop detections off tissue).
+        """
+        from mitodet.inference.slide import ArraySource
+
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            shape = getattr(image, "shape", None)
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {shape} {getattr(image, 'dtype', type(image))}")
+        if tissue not in ("on", "off"):
+            raise ValueError(f"tissue must be 'on' or 'off' for an array, got {tissue!r}")
+        return self.detect_source(ArraySource(image), _check_mpp(mpp), threshold=threshold, progress=progress,
+                                  tissue=tissue)
+
+    def detect_path(self, path: str | Path, mpp: float | None = None, threshold: float | None = None,
+                    tissue: str = "auto", progress: bool = False, reader: str = "auto") -> Detections:
+        """Detect mitoses in an HPF image (PNG, JPEG, TIFF) or a whole-slide image.
+
+        Args:
+            path: the image file.
+            mpp: micrometres per level-0 pixel; overrides the file's metadata. None: read it
+                from the file (refused with :class:`~mitodet.inference.slide.MissingMppError`
+                when the file has none).
+            threshold: score threshold (None: the model's; 0: every candidate).
+            tissue: ``"auto"`` (tissue detection for slides only), ``"on"`` or ``"off"``.
+            progress: show a tqdm bar over tile batches.
+            reader: ``"auto"``, ``"openslide"`` or ``"tifffile"`` (see :func:`~mitodet.inference.slide.open_image`).
+        """
+        from mitodet.inference.slide import open_image, resolve_mpp
+
+        with open_image(path, reader=reader) as src:
+            m, source = resolve_mpp(path, src.pixel_size, mpp)
+            det = self.detect_source(src, m, threshold=threshold, tissue=tissue, progress=progress)
+            det.info.update(mpp_source=source, source=src.describe())
+            return det
+
+    def detect_source(self, source, mpp: float, threshold: float | None = None, tissue: str = "auto",
+                      progress: bool = False, thumbnail: tuple[np.ndarray, tuple[float, float]] | None = None,
+                      tissue_mask=None) -> Detections:
+        """Detect mitoses in an open :class:`~mitodet.inference.slide.ImageSource`.
+
+        Args:
+            source: the image.
+            mpp: micrometres per level-0 pixel.
+            threshold: as in :meth:`detect_path`.
+            tissue: ``"auto"`` (on for slides, off for HPF images), ``"on"`` or ``"off"``.
+            progress: tqdm bar over tile batches.
+            thumbnail: ``(thumb, (dx, dy))`` from :func:`~mitodet.inference.slide.read_thumbnail`,
+                to avoid reading it twice (used for tissue detection).
+            tissue_mask: a ready :class:`~mitodet.inference.tissue.TissueMask` (overrides ``tissue``).
+        """
+        from mitodet.inference.slide import best_level, read_thumbnail, resize_region
+        from mitodet.inference.tissue import KEEP_MARGIN_UM, MIN_TILE_TISSUE_FRACTION
+
+        t_start = time.perf_counter()
+        mpp = _check_mpp(mpp)
+        if tissue not in TISSUE_MODES:
+            _bad_tissue(tissue)
         thr = self.threshold if threshold is None else float(threshold)
-        scale = mpp / self.mpp
-        work, _ = T.resample(image, np.zeros((0, 2)), scale)
-        h, w = work.shape[:2]
-        tiles = make_tiles(h, w, self.tile_px, self.overlap_px, min_overlap=int(np.ceil(self.config.box_size_px)))
+        if not 0.0 <= thr <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+        h0, w0 = source.shape
+        mask = tissue_mask
+        if mask is None and (tissue == "on" or (tissue == "auto" and source.kind == "wsi")):
+            thumb, (dx, dy) = thumbnail if thumbnail is not None else read_thumbnail(source, THUMBNAIL_MAX_SIDE)
+            mask = tissue_from_thumbnail(thumb, dx * mpp, (h0, w0))
+
+        # the working grid and the level it is read from
+        s = mpp / self.mpp
+        ww, hw = max(1, round(w0 * s)), max(1, round(h0 * s))
+        sx, sy = ww / w0, hw / h0
+        level = best_level(source, self.mpp / mpp)
+        ldx, ldy = source.level_downsample(level)
+        fx, fy = 1.0 / (sx * ldx), 1.0 / (sy * ldy)  # level pixels per working pixel
+
+        tiles = make_tiles(hw, ww, self.tile_px, self.overlap_px, min_overlap=int(np.ceil(self.config.box_size_px)))
+        run: list[Tile] = []
+        for t in tiles:
+            if mask is not None:
+                x0, y0, x1, y1 = t.read
+                if mask.fraction((x0 / sx, y0 / sy, x1 / sx, y1 / sy)) < MIN_TILE_TISSUE_FRACTION:
+                    continue
+            run.append(t)
+
         results = []
-        for batch in _batches(tiles, self.batch_size, progress):
-            crops = [work[t.read[1]:t.read[3], t.read[0]:t.read[2]] for t in batch]
+        for batch in _batches(run, self.batch_size, progress):
+            crops = []
+            for t in batch:
+                x0, y0, x1, y1 = t.read
+                crops.append(resize_region(source, level, (x0 * fx, y0 * fy, x1 * fx, y1 * fy), (x1 - x0, y1 - y0)))
             for t, (pts, sc) in zip(batch, self.predict_working(crops)):
                 results.append((t, t.to_image(pts), sc))
         pts, sc = merge_tile_detections(results)
-        # Back to the input's level-0 pixels (pixel-centre convention).
-        sx, sy = w / image.shape[1], h / image.shape[0]
-        pts = np.stack([(pts[:, 0] + 0.5) / sx - 0.5, (pts[:, 1] + 0.5) / sy - 0.5], axis=1) if len(pts) else pts
+        # back to level-0 pixels (pixel-centre convention)
+        if len(pts):
+            pts = np.stack([(pts[:, 0] + 0.5) / sx - 0.5, (pts[:, 1] + 0.5) / sy - 0.5], axis=1)
+        n_off = 0
+        if mask is not None and len(pts):
+            keep = mask.contains(pts, margin_px=KEEP_MARGIN_UM / mpp)
+            n_off = int((~keep).sum())
+            pts, sc = pts[keep], sc[keep]
         order = np.argsort(-sc, kind="stable")
-        det = Detections(pts[order].reshape(-1, 2), sc[order], float(mpp), image.shape[:2], 0.0)
+        info = {
+            "tiles": len(tiles), "tiles_run": len(run), "tiles_skipped": len(tiles) - len(run),
+            "tile_px": self.tile_px, "overlap_px": self.overlap_px, "working_mpp": self.mpp,
+            "working_shape": [hw, ww], "level": level, "level_mpp": mpp * ldx, "n_off_tissue": n_off,
+            "n_candidates": int(len(sc)), "seconds": time.perf_counter() - t_start,
+        }
+        det = Detections(pts[order].reshape(-1, 2), sc[order], float(mpp), (int(h0), int(w0)), 0.0, mask, info)
         return det.above(thr)
 
+    @torch.inference_mode()
+    def glb_activation(self, image: np.ndarray, mpp: float, layer: str = "vault",
+                       max_working_px: int = 4096 * 4096) -> np.ndarray:
+        """The channel-mean activation of the GLB vault (or a gain) layer for eq. 9.
 
-def _batches(tiles: list[Tile], n: int, progress: bool) -> Iterable[list[Tile]]:
-    chunks = [tiles[i:i + n] for i in range(0, len(tiles), n)]
+        Args:
+            image: (H, W, 3) uint8 RGB at ``mpp``; it is resampled to the working mpp.
+            mpp: micrometres per pixel of ``image``.
+            layer: ``"vault"`` or ``"gainN"``.
+            max_working_px: refuse images larger than this at the working resolution.
+
+        Returns:
+            (h, w) float array (stride 4 of the working grid); resize it to the image with
+            :func:`mitodet.report.viz.heatmap_overlay`.
+
+        Raises:
+            ValueError: the model has no GLB, or the image is too large.
+        """
+        if not self.has_glb:
+            raise ValueError(f"the model ({self.config.preset}) has no GLB neck, so there is no vault layer to show")
+        mpp = _check_mpp(mpp)
+        s = mpp / self.mpp
+        if image.shape[0] * image.shape[1] * s * s > max_working_px:
+            raise ValueError(f"image of {image.shape[1]} x {image.shape[0]} px is too large for a heat-map "
+                             f"(more than {max_working_px} px at the working resolution)")
+        work, _ = T.resample(image, np.zeros((0, 2)), s)
+        tensor = torch.tensor(np.ascontiguousarray(work)).permute(2, 0, 1).float().div_(255.0)
+        act = self.model.glb_activation(tensor, layer=layer).numpy().astype(np.float64)
+        # the network pads the image to a multiple of size_divisible: cut the padding off
+        div = int(getattr(self.model.transform, "size_divisible", 1) or 1)
+        h, w = work.shape[:2]
+        hp, wp = -(-h // div) * div, -(-w // div) * div
+        ah, aw = act.shape
+        return act[:max(1, int(np.ceil(ah * h / hp))), :max(1, int(np.ceil(aw * w / wp)))]
+
+
+def tissue_from_thumbnail(thumb: np.ndarray, thumb_mpp: float, image_shape: tuple[int, int],
+                          min_cell_um: float = 4.0, max_side: int = 2048):
+    """Tissue mask from a thumbnail, computed on a grid of at least ``min_cell_um`` cells."""
+    from PIL import Image
+
+    from mitodet.inference.tissue import detect_tissue
+
+    th, tw = thumb.shape[:2]
+    f = max(1.0, min_cell_um / thumb_mpp, max(th, tw) / float(max_side))
+    if f > 1.0:
+        nw, nh = max(1, round(tw / f)), max(1, round(th / f))
+        small = np.asarray(Image.fromarray(thumb).resize((nw, nh), Image.Resampling.BOX), dtype=np.uint8)
+        cell_um = thumb_mpp * tw / nw
+    else:
+        small, cell_um = thumb, thumb_mpp
+    return detect_tissue(small, cell_um, image_shape)
+
+
+def _check_mpp(mpp) -> float:
+    try:
+        m = float(mpp)
+    except (TypeError, ValueError):
+        raise ValueError(f"mpp must be a positive number of micrometres per pixel, got {mpp!r}") from None
+    if not (np.isfinite(m) and m > 0):
+        raise ValueError(f"mpp must be a positive number of micrometres per pixel, got {mpp!r}")
+    return m
+
+
+def _bad_tissue(value) -> str:
+    raise ValueError(f"tissue must be one of {TISSUE_MODES}, got {value!r}")
+
+
+def _batches(tiles: Sequence[Tile], n: int, progress: bool) -> Iterable[list[Tile]]:
+    chunks = [list(tiles[i:i + n]) for i in range(0, len(tiles), n)]
     if progress and len(chunks) > 1:
         from tqdm import tqdm
 
-        return tqdm(chunks, desc="tiles", unit="batch", leave=False)
+        return tqdm(chunks, desc="tiles", unit="batch", leave=False, disable=None)
     return chunks
 
 

@@ -1,0 +1,599 @@
+"""Batch detection over files and folders with resumable, atomic per-file outputs.
+
+:func:`detect_files` is what ``mitodet detect`` runs. For each input image (``NAME`` is the
+file name without its extension, made unique within the batch) it writes into ``out_dir``:
+
+==========================  ===========================================================
+``NAME.csv``                detections ``x,y,score,x_um,y_um`` (level-0 pixels, um)
+``NAME.geojson``            the same as QuPath point detections (File > Import objects)
+``NAME.midog.json``         grand-challenge "Multiple points" JSON in millimetres
+``NAME.overlay.png``        detections (or TP/FP/FN with ``gt``) on the image, or on a
+                            thumbnail of at most 4096 px for slides
+``NAME.heatmap.png``        the GLB vault heat-map of eq. 9 (HPF images, GLB models)
+``NAME.summary.md``         the clinical read-out for people
+``NAME.summary.json``       the same for programs, and the file's completion marker
+==========================  ===========================================================
+
+plus ``summary.csv``, the batch index: one row per input with its status (``done``,
+``skipped`` = already done by an earlier run with the same settings, ``failed`` with the
+error), the count, tissue area, density, hotspot, score and, with ``gt``, P/R/F1.
+
+Resumability. Every file is written atomically (temporary file + ``os.replace``), so a
+killed run never leaves a half-written output. ``NAME.summary.json`` is written last and
+records a key of the run (the input's path, size and modification time; a fingerprint of
+the model weights and config; threshold, mpp, tissue mode, field area, ground truth...)
+and the list of outputs. A rerun skips an input whose ``NAME.summary.json`` has the same
+key and whose listed outputs all exist; anything else is processed again (its old marker
+is deleted first, so a crash mid-way is never mistaken for a finished file).
+``overwrite=True`` processes everything again.
+
+Failures (unreadable file, missing pixel size, ...) are recorded with their message and
+the batch goes on with the next file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
+
+INDEX_NAME = "summary.csv"
+OUTPUT_SUFFIXES: dict[str, str] = {
+    "csv": ".csv",
+    "geojson": ".geojson",
+    "midog": ".midog.json",
+    "overlay": ".overlay.png",
+    "heatmap": ".heatmap.png",
+    "summary_md": ".summary.md",
+    "summary_json": ".summary.json",
+}
+DEFAULT_RADIUS_UM = 8.0
+"""Matching radius against ground truth (MITOS-ATYPIA-14 / ICPR criterion)."""
+
+_RESERVED = {"summary"}  # would collide with the batch index summary.csv
+_OWN_OUTPUT_ENDINGS = (".overlay.png", ".heatmap.png")
+INDEX_COLUMNS = ("file", "name", "status", "kind", "mpp", "count", "tissue_area_mm2", "count_per_mm2",
+                 "hotspot_count", "hotspot_per_10hpf", "mitotic_score", "precision", "recall", "f1", "seconds",
+                 "error")
+
+
+@dataclass
+class FileResult:
+    """The outcome for one input.
+
+    Attributes:
+        path: the input file.
+        name: the output name (``NAME.csv`` ...).
+        status: ``"done"``, ``"skipped"`` (complete from an earlier run) or ``"failed"``.
+        error: the error message when failed.
+        summary: the summary dict (done or skipped).
+        outputs: output file names written (relative to the output folder).
+        seconds: wall time spent on this file in this run.
+    """
+
+    path: Path
+    name: str
+    status: str
+    error: str | None = None
+    summary: dict[str, Any] | None = None
+    outputs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class BatchResult:
+    """All inputs of a :func:`detect_files` run, in input order."""
+
+    results: list[FileResult]
+    out_dir: Path
+    index_path: Path
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def ok(self) -> bool:
+        """True when no input failed."""
+        return self.count("failed") == 0
+
+
+# ----------------------------------------------------------------------------- inputs and names
+
+
+def collect_inputs(paths: Iterable[str | os.PathLike[str]], recursive: bool = False,
+                   exclude: Sequence[str | os.PathLike[str]] = ()) -> list[Path]:
+    """Expand files and folders into the list of images to process (folder contents sorted).
+
+    Files given explicitly are kept whatever their ending (a missing one fails later, in the
+    batch, with its name). From folders, files ending in
+    :data:`~mitodet.inference.slide.IMAGE_SUFFIXES` are taken (sub-folders too when
+    ``recursive``), except hidden files, mitodet's own ``.overlay.png`` / ``.heatmap.png``
+    outputs and anything under ``exclude`` (the output folder).
+
+    Raises:
+        ValueError: no paths given.
+    """
+    from mitodet.inference.slide import IMAGE_SUFFIXES
+
+    excl = [Path(e).resolve() for e in exclude]
+    out: list[Path] = []
+    seen: set[Path] = set()
+    given = list(paths)
+    if not given:
+        raise ValueError("no input given; pass image files or folders")
+
+    def add(p: Path) -> None:
+        key = p.resolve() if p.exists() else p.absolute()
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+
+    for raw in given:
+        p = Path(raw)
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.iterdir()
+            for f in sorted(it):
+                if not f.is_file() or f.name.startswith("."):
+                    continue
+                if f.suffix.lower() not in IMAGE_SUFFIXES or f.name.lower().endswith(_OWN_OUTPUT_ENDINGS):
+                    continue
+                rf = f.resolve()
+                if any(rf == e or e in rf.parents for e in excl):
+                    continue
+                add(f)
+        else:
+            add(p)
+    return out
+
+
+def output_names(paths: Sequence[Path]) -> list[str]:
+    """A unique output name per input: the file stem, with ``-2``, ``-3``... for repeats
+    (and for the reserved name ``summary``)."""
+    used: set[str] = set()
+    names = []
+    for p in paths:
+        base = p.name[: -len(".ome.tiff")] if p.name.lower().endswith(".ome.tiff") else (
+            p.name[: -len(".ome.tif")] if p.name.lower().endswith(".ome.tif") else p.stem)
+        base = base or "image"
+        name, k = base, 1
+        while name.lower() in used or name.lower() in _RESERVED:
+            k += 1
+            name = f"{base}-{k}"
+        used.add(name.lower())
+        names.append(name)
+    return names
+
+
+def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
+    """``{kind: path}`` of every output of ``name`` (see :data:`OUTPUT_SUFFIXES`)."""
+    return {k: out_dir / f"{name}{s}" for k, s in OUTPUT_SUFFIXES.items()}
+
+
+# ----------------------------------------------------------------------------- run keys
+
+
+def model_fingerprint(detector) -> str:
+    """SHA-256 (16 hex) of the model's weights and config."""
+    from mitodet.config import to_dict
+
+    h = hashlib.sha256()
+    h.update(json.dumps(to_dict(detector.config), sort_keys=True, default=str).encode())
+    for k, v in detector.model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _file_identity(path: Path) -> dict[str, Any]:
+    try:
+        st = path.stat()
+        return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    except OSError:
+        return {"path": str(path.absolute()), "size": None, "mtime_ns": None}
+
+
+def run_key(settings: dict[str, Any], path: Path) -> str:
+    """The key that decides whether an earlier output of ``path`` is still valid."""
+    doc = {"input": _file_identity(path), **settings}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _complete_summary(marker: Path, key: str, out_dir: Path) -> dict[str, Any] | None:
+    """The summary of a finished earlier run with this key, else None."""
+    if not marker.is_file():
+        return None
+    try:
+        doc = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("status") != "complete" or doc.get("run", {}).get("key") != key:
+        return None
+    if not all((out_dir / name).is_file() for name in doc.get("outputs", [])):
+        return None
+    return doc
+
+
+# ----------------------------------------------------------------------------- one file
+
+
+@dataclass(frozen=True)
+class _Options:
+    mpp: float | None
+    threshold: float | None
+    field_area_mm2: float
+    tissue: str
+    heatmap: bool
+    reader: str
+    radius_um: float
+    progress: bool
+
+
+def _evaluate(gt_pts: np.ndarray, det, radius_um: float) -> tuple[dict[str, Any], tuple]:
+    from mitodet.evaluation.matching import match_points
+    from mitodet.evaluation.metrics import precision_recall_f1
+
+    m = match_points(gt_pts, det.points, radius_um / det.mpp, scores=det.scores, mode="optimal")
+    p, r, f1 = precision_recall_f1(m.tp, m.fp, m.fn)
+    ev = {"tp": m.tp, "fp": m.fp, "fn": m.fn, "precision": p, "recall": r, "f1": f1, "n_gt": int(len(gt_pts)),
+          "radius_um": radius_um, "matching": "optimal (maximum number of one-to-one matches within the radius)"}
+    parts = (det.points[m.matched_pred], det.points[~m.matched_pred], gt_pts[~m.matched_gt])
+    return ev, parts
+
+
+def _to_thumb(points: np.ndarray, d: tuple[float, float]) -> np.ndarray:
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if not len(pts):
+        return pts
+    return np.stack([(pts[:, 0] + 0.5) / d[0] - 0.5, (pts[:, 1] + 0.5) / d[1] - 0.5], axis=1)
+
+
+def _markdown_extra(summary: dict[str, Any]) -> str:
+    lines = []
+    ev = summary.get("evaluation")
+    if ev:
+        lines += ["## Against the ground truth", "",
+                  f"Ground truth: `{ev.get('gt_file')}` ({ev['n_gt']} mitoses); matching within "
+                  f"{ev['radius_um']:g} µm, one-to-one, optimal.", "",
+                  "| TP | FP | FN | Precision | Recall | F1 |", "|---|---|---|---|---|---|",
+                  f"| {ev['tp']} | {ev['fp']} | {ev['fn']} | {ev['precision']:.3f} | {ev['recall']:.3f} | "
+                  f"{ev['f1']:.3f} |", ""]
+    det = summary.get("detection", {})
+    tis = summary.get("tissue", {})
+    lines += ["## How this was measured", "",
+              f"- Pixel size: {summary.get('mpp'):.4g} µm/px ({summary.get('mpp_source')}).",
+              f"- Model: {summary.get('model', {}).get('preset')} at {det.get('working_mpp')} µm/px, "
+              f"threshold {summary.get('score_threshold')}; {det.get('tiles_run')} of {det.get('tiles')} tiles run.",
+              f"- Tissue: {tis.get('method')}."]
+    for n in summary.get("notes", []):
+        lines.append(f"- Note: {n}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def process_file(detector, path: Path, name: str, out_dir: Path, opts: _Options, settings: dict[str, Any],
+                 gt_points: dict | None = None, gt_file: str | None = None, single_pair: bool = False,
+                 overwrite: bool = False) -> FileResult:
+    """Detect, read out and write every output of one input (see the module docstring)."""
+    from mitodet import __version__
+    from mitodet.evaluation.io import image_key
+    from mitodet.inference.predictor import THUMBNAIL_MAX_SIDE
+    from mitodet.inference.slide import open_image, read_thumbnail, resolve_mpp
+    from mitodet.inference.tissue import SUMMARY_CELL_UM
+    from mitodet.report.outputs import atomic_write_text, summary_markdown, write_csv, write_geojson, \
+        write_midog_json, write_summary
+    from mitodet.report.readout import summarize
+    from mitodet.report.viz import draw_detections, draw_evaluation, heatmap_overlay, save_image
+
+    t0 = time.perf_counter()
+    paths = output_paths(out_dir, name)
+    marker = paths["summary_json"]
+    key = run_key(settings, path)
+    if not overwrite:
+        done = _complete_summary(marker, key, out_dir)
+        if done is not None:
+            return FileResult(path, name, "skipped", summary=done, outputs=list(done.get("outputs", [])),
+                              seconds=time.perf_counter() - t0)
+    marker.unlink(missing_ok=True)  # from here on the file counts as not done until the marker is back
+    notes: list[str] = []
+    with open_image(path, reader=opts.reader) as src:
+        mpp, mpp_source = resolve_mpp(path, src.pixel_size, opts.mpp)
+        if src.pixel_size.note and mpp_source == "--mpp":
+            notes.append(f"file metadata: {src.pixel_size.note}")
+        if src.pixel_size.mpp is not None and mpp_source == "--mpp" and abs(src.pixel_size.mpp - mpp) > 0.01 * mpp:
+            notes.append(f"--mpp {mpp:g} overrides the file's {src.pixel_size.mpp:g} um/px ({src.pixel_size.source})")
+        if src.pixel_size.mpp_y and mpp_source != "--mpp" and abs(src.pixel_size.mpp_y - mpp) > 0.02 * mpp:
+            notes.append(f"non-square pixels ({mpp:g} x {src.pixel_size.mpp_y:g} um); the x size is used")
+        if mpp > 2.0 * detector.mpp:
+            notes.append(f"the image ({mpp:g} um/px) is much coarser than the model's working resolution "
+                         f"({detector.mpp:g} um/px): mitoses may not be resolved; scan at x20 or x40")
+        thumb, d = read_thumbnail(src, THUMBNAIL_MAX_SIDE)
+        det = detector.detect_source(src, mpp, threshold=opts.threshold, tissue=opts.tissue,
+                                     progress=opts.progress, thumbnail=(thumb, d))
+        kind = src.kind
+        source_info = src.describe()
+        full = src.in_memory()
+    write_csv(paths["csv"], det.points, det.scores, mpp)
+    write_geojson(paths["geojson"], det.points, det.scores)
+    write_midog_json(paths["midog"], det.points, det.scores, mpp)
+    written = [paths[k].name for k in ("csv", "geojson", "midog")]
+
+    ev = None
+    parts = None
+    if gt_points is not None:
+        key_ = image_key(path.name)
+        ps = gt_points.get(key_)
+        if ps is None and single_pair and len(gt_points) == 1:
+            ps = next(iter(gt_points.values()))
+        if ps is None:
+            notes.append(f"no ground truth for image {key_!r} in {gt_file}; not evaluated")
+        else:
+            gt_pts = ps.to_pixels(mpp).mitoses()[0]
+            ev, parts = _evaluate(gt_pts, det, opts.radius_um)
+            ev["gt_file"] = gt_file
+            ev["gt_image"] = ps.name
+
+    radius = max(4.0, 0.6 * detector.config.box_size_um / (mpp * d[0]))
+    width = 2 if max(thumb.shape[:2]) < 3000 else 3
+    if parts is not None:
+        overlay = draw_evaluation(thumb, *(_to_thumb(p, d) for p in parts), radius_px=radius, width=width)
+    else:
+        overlay = draw_detections(thumb, _to_thumb(det.points, d), radius_px=radius, width=width)
+    save_image(paths["overlay"], overlay)
+    written.append(paths["overlay"].name)
+    del overlay
+
+    if opts.heatmap and kind == "hpf" and full is not None:
+        if not detector.has_glb:
+            notes.append(f"no heat-map: the model ({detector.config.preset}) has no GLB neck")
+        else:
+            try:
+                act = detector.glb_activation(full, mpp)
+                save_image(paths["heatmap"], heatmap_overlay(full, act, alpha=0.5))
+                written.append(paths["heatmap"].name)
+            except ValueError as exc:
+                notes.append(f"no heat-map: {exc}")
+    elif kind == "wsi" and opts.heatmap:
+        notes.append("no heat-map for whole-slide images (HPF images only)")
+    if paths["heatmap"].name not in written:
+        paths["heatmap"].unlink(missing_ok=True)  # no stale heat-map from an earlier run
+
+    mask = det.tissue
+    summary_mask = None
+    if mask is not None and not mask.mask.any():
+        notes.append("no tissue found: nothing was analysed (check the overlay; --tissue off analyses everything)")
+    if mask is not None:
+        summary_mask = mask.resized(2048, min_cell_px=SUMMARY_CELL_UM / mpp).mask
+    summary = summarize(det.points, det.scores, mpp, det.image_shape, tissue_mask=summary_mask,
+                        field_area_mm2=opts.field_area_mm2)
+    summary["score_threshold"] = det.threshold
+    summary.update({
+        "image": str(path),
+        "name": name,
+        "kind": kind,
+        "mpp_source": mpp_source,
+        "model": {"dir": None if detector.model_dir is None else str(detector.model_dir),
+                  "preset": detector.config.preset, "working_mpp": detector.mpp,
+                  "fingerprint": settings.get("model")},
+        "detection": det.info,
+        "tissue": (mask.to_dict(mpp) if mask is not None else
+                   {"method": "none: the whole image counts as tissue (HPF image; use --tissue on to detect it)"}),
+        "source": source_info,
+        "evaluation": ev,
+        "notes": notes,
+    })
+    md = summary_markdown(summary) + "\n" + _markdown_extra(summary)
+    atomic_write_text(paths["summary_md"], md)
+    written.append(paths["summary_md"].name)
+    seconds = time.perf_counter() - t0
+    summary.update({
+        "outputs": written + [marker.name],
+        "seconds": seconds,
+        "mitodet_version": __version__,
+        "run": {"key": key, "settings": settings},
+        "status": "complete",
+    })
+    write_summary(marker, None, summary)  # the completion marker: always last
+    return FileResult(path, name, "done", summary=summary, outputs=list(summary["outputs"]), seconds=seconds)
+
+
+# ----------------------------------------------------------------------------- index
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.6g}"
+    return str(v)
+
+
+def index_row(r: FileResult) -> dict[str, str]:
+    s = r.summary or {}
+    hot = s.get("hotspot") or {}
+    ev = s.get("evaluation") or {}
+    nt = s.get("nottingham") or {}
+    return {
+        "file": str(r.path), "name": r.name, "status": r.status, "kind": _fmt(s.get("kind")),
+        "mpp": _fmt(s.get("mpp")), "count": _fmt(s.get("count")),
+        "tissue_area_mm2": _fmt(s.get("tissue_area_mm2")), "count_per_mm2": _fmt(s.get("count_per_mm2")),
+        "hotspot_count": _fmt(hot.get("count")), "hotspot_per_10hpf": _fmt(hot.get("count_per_10hpf")),
+        "mitotic_score": _fmt(nt.get("score")), "precision": _fmt(ev.get("precision")),
+        "recall": _fmt(ev.get("recall")), "f1": _fmt(ev.get("f1")), "seconds": _fmt(r.seconds),
+        "error": r.error or "",
+    }
+
+
+def write_index(path: Path, results: Sequence[FileResult]) -> Path:
+    """Write the batch index ``summary.csv`` atomically."""
+    from mitodet.report.outputs import atomic_write_text
+
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+    wr.writeheader()
+    for r in results:
+        wr.writerow(index_row(r))
+    return atomic_write_text(path, buf.getvalue())
+
+
+# ----------------------------------------------------------------------------- batch
+
+
+def detect_files(
+    paths: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str] = "mitodet-out",
+    *,
+    detector=None,
+    model: str | os.PathLike[str] = "default",
+    mpp: float | None = None,
+    threshold: float | None = None,
+    gt: str | os.PathLike[str] | None = None,
+    field_area_mm2: float = DIGITAL_HPF_AREA_MM2,
+    tissue: str = "auto",
+    heatmap: bool = True,
+    radius_um: float = DEFAULT_RADIUS_UM,
+    overwrite: bool = False,
+    recursive: bool = False,
+    reader: str = "auto",
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    log_error: Callable[[str], None] | None = None,
+) -> BatchResult:
+    """Detect mitoses in every image of ``paths`` and write the outputs into ``out_dir``.
+
+    Args:
+        paths: image files and/or folders (see :func:`collect_inputs`).
+        out_dir: output folder (created).
+        detector: a loaded :class:`~mitodet.inference.predictor.Detector`; None loads ``model``.
+        model: ``"default"`` or a model folder, when ``detector`` is None.
+        mpp: micrometres per pixel for every input, overriding file metadata; None reads it
+            from each file (a file without one fails with a message saying to pass --mpp).
+        threshold: score threshold (None: the model's operating threshold; 0: every candidate).
+        gt: ground-truth points (any format :func:`mitodet.evaluation.io.load_points` reads);
+            images pair by file stem (a single image with a single GT entry pair anyway).
+        field_area_mm2: HPF area for the per-10-HPF count, hotspot and Nottingham score.
+        tissue: ``"auto"`` (slides only), ``"on"``, ``"off"``.
+        heatmap: write the GLB heat-map for HPF images.
+        radius_um: matching radius against ``gt``.
+        overwrite: process inputs even when complete outputs from the same settings exist.
+        recursive: look into sub-folders of folder inputs.
+        reader: ``"auto"``, ``"openslide"`` or ``"tifffile"`` for slides.
+        progress: tqdm bars over files and tiles (shown on terminals only).
+        log / log_error: called with one line per file (e.g. ``print``); None is silent.
+
+    Returns:
+        A :class:`BatchResult`; ``result.ok`` is False when any input failed.
+
+    Raises:
+        ValueError / FileNotFoundError / DataFormatError: bad arguments, a missing model or
+            an unreadable ground-truth file (before any image is processed).
+    """
+    from mitodet.inference.predictor import TISSUE_MODES, Detector
+
+    if tissue not in TISSUE_MODES:
+        raise ValueError(f"tissue must be one of {TISSUE_MODES}, got {tissue!r}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= float(threshold) <= 1.0):
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+    if mpp is not None:
+        from mitodet.inference.slide import NO_PIXEL_SIZE, resolve_mpp
+
+        resolve_mpp("--mpp", NO_PIXEL_SIZE, mpp)  # validates the range
+    if not (math.isfinite(radius_um) and radius_um > 0):
+        raise ValueError(f"radius_um must be a positive number of micrometres, got {radius_um!r}")
+    if not (math.isfinite(field_area_mm2) and field_area_mm2 > 0):
+        raise ValueError(f"field_area_mm2 must be a positive area in mm^2, got {field_area_mm2!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = collect_inputs(paths, recursive=recursive, exclude=[out])
+    if not inputs:
+        raise ValueError(f"no images found in {', '.join(str(p) for p in paths)}; mitodet reads PNG, JPEG, TIFF "
+                         "and whole-slide formats (SVS, NDPI, MRXS, ...)")
+    names = output_names(inputs)
+    if detector is None:
+        detector = Detector.load(model)
+    gt_points = None
+    gt_file = None
+    if gt is not None:
+        from mitodet.evaluation.io import load_points
+
+        gt_points = load_points(gt)
+        gt_file = str(gt)
+    opts = _Options(mpp=mpp, threshold=threshold, field_area_mm2=float(field_area_mm2), tissue=tissue,
+                    heatmap=bool(heatmap), reader=reader, radius_um=float(radius_um), progress=progress)
+    settings = {
+        "model": model_fingerprint(detector),
+        "threshold": detector.threshold if threshold is None else float(threshold),
+        "mpp": mpp, "tissue": tissue, "heatmap": bool(heatmap), "reader": reader,
+        "field_area_mm2": float(field_area_mm2), "radius_um": float(radius_um),
+        "tile_px": detector.tile_px, "overlap_px": detector.overlap_px, "flip_tta": detector.flip_tta,
+        "gt": None if gt is None else _file_identity(Path(gt)),
+    }
+    index_path = out / INDEX_NAME
+    results: list[FileResult] = []
+    it: Iterable[tuple[Path, str]] = zip(inputs, names)
+    bar = None
+    if progress and len(inputs) > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(list(it), desc="files", unit="file", disable=None)
+        it = bar
+    say = log or _quiet
+    say_err = log_error or log or _quiet
+    for k, (path, name) in enumerate(it, 1):
+        t0 = time.perf_counter()
+        try:
+            r = process_file(detector, path, name, out, opts, settings, gt_points, gt_file,
+                             single_pair=len(inputs) == 1, overwrite=overwrite)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # one bad file must not stop the batch
+            msg = str(exc) if str(path) in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
+            r = FileResult(path, name, "failed", error=msg, seconds=time.perf_counter() - t0)
+        results.append(r)
+        write_index(index_path, results)
+        line = _describe(k, len(inputs), r)
+        (say_err if r.status == "failed" else say)(line)
+    if bar is not None:
+        bar.close()
+    return BatchResult(results, out, index_path)
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def _describe(k: int, n: int, r: FileResult) -> str:
+    head = f"[{k}/{n}] {r.path.name}"
+    if r.status == "failed":
+        return f"{head}: FAILED: {r.error}"
+    s = r.summary or {}
+    nt = (s.get("nottingham") or {}).get("score")
+    hot = s.get("hotspot") or {}
+    parts = [f"{s.get('count')} mitoses"]
+    if s.get("tissue_area_mm2") is not None:
+        parts.append(f"{s['tissue_area_mm2']:.3g} mm2 tissue")
+    if hot:
+        parts.append(f"hotspot {hot.get('count')} ({hot.get('count_per_10hpf', 0):.1f} per 10 HPF)")
+    parts.append(f"score {nt if nt is not None else 'n/a'}")
+    ev = s.get("evaluation")
+    if ev:
+        parts.append(f"P {ev['precision']:.3f} R {ev['recall']:.3f} F1 {ev['f1']:.3f} "
+                     f"(TP {ev['tp']} FP {ev['fp']} FN {ev['fn']})")
+    tail = " (already done, skipped)" if r.status == "skipped" else f" in {r.seconds:.1f} s"
+    return f"{head}: " + ", ".join(parts) + tail
+
+
+__all__ = ["INDEX_NAME", "OUTPUT_SUFFIXES", "DEFAULT_RADIUS_UM", "FileResult", "BatchResult", "collect_inputs",
+           "output_names", "output_paths", "model_fingerprint", "run_key", "process_file", "index_row",
+           "write_index", "detect_files"]

@@ -1,0 +1,202 @@
+"""Fixtures for the detect tests: a tiny random model, a network-free blob detector, and
+writers for small test images and pyramidal TIFFs.
+
+The images here are cartoons (pink "tissue", dark discs as "mitoses") or SYNTHETIC scenes:
+they exercise reading, tiling and outputs, never detection accuracy.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from mitodet.inference.predictor import Detector
+from mitodet.synthetic import synthetic_scene
+
+PINK = (232, 160, 210)
+DARK = (60, 20, 90)
+GLASS = (246, 246, 244)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on a machine shared with other work, two OpenMP threads
+    spin at every barrier and a tiny forward pass takes seconds instead of milliseconds."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random-weights rdlm-cpu model folder (detections are random; plumbing is real)."""
+    import torch
+
+    from mitodet.models import build_detector, save_detector
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "rdlm-cpu-random"
+    save_detector(build_detector("rdlm-cpu"), out)
+    return out
+
+
+class _NoNet:
+    """Stands in for the network: a config and nothing else."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+
+    def eval(self) -> "_NoNet":
+        return self
+
+    def state_dict(self) -> dict:
+        return {}
+
+
+class BlobDetector(Detector):
+    """A Detector whose 'network' returns the centroids of dark blobs in each tile.
+
+    A blob cut by a tile's read-box edge gives a centroid within its radius of that edge,
+    i.e. in the overlap margin, which the ownership rule discards; the tile whose core
+    holds the centre sees the blob whole. So a correct tiling path finds every blob once.
+    """
+
+    def __init__(self, mpp: float = 0.5, tile_px: int = 128, overlap_px: int = 40, **kw) -> None:
+        from mitodet.models.presets import get_preset
+
+        cfg = get_preset("fpn-cpu").replace(mpp=mpp)
+        super().__init__(_NoNet(cfg), tile_px=tile_px, overlap_px=overlap_px, **kw)
+        self.crop_shapes: list[tuple[int, int]] = []
+
+    def predict_working(self, images):
+        from scipy import ndimage
+
+        out = []
+        for im in images:
+            self.crop_shapes.append(im.shape[:2])
+            dark = im.astype(np.float32).mean(axis=2) < 100
+            lab, n = ndimage.label(dark)
+            if n == 0:
+                out.append((np.zeros((0, 2)), np.zeros(0)))
+                continue
+            com = np.asarray(ndimage.center_of_mass(dark, lab, range(1, n + 1)), dtype=np.float64).reshape(-1, 2)
+            out.append((com[:, ::-1].copy(), np.full(n, 0.9)))
+        return out
+
+
+def disc_image(shape, discs, radius, tissue_boxes=None, seed=0) -> np.ndarray:
+    """Glass with pink tissue boxes (x0, y0, x1, y1) (all tissue when None) and dark discs at (x, y)."""
+    h, w = shape
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 3), dtype=np.uint8)
+    img[:] = GLASS if tissue_boxes is not None else PINK
+    for x0, y0, x1, y1 in tissue_boxes or []:
+        img[y0:y1, x0:x1] = PINK
+    noise = rng.integers(-3, 4, size=(h, w, 1))
+    img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for x, y in discs:
+        img[(xx - x) ** 2 + (yy - y) ** 2 <= radius * radius] = DARK
+    return img
+
+
+def _halve(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+    x = img[:h, :w].astype(np.uint16)
+    return ((x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2] + 2) // 4).astype(np.uint8)
+
+
+def write_pyramid(path, image: np.ndarray, mpp: float, levels: int = 2, tile: int = 64,
+                  layout: str = "pages", compression: str | None = "zlib") -> Path:
+    """Write ``image`` as a tiled pyramidal TIFF (2x2-mean levels) with resolution tags in cm."""
+    import tifffile
+
+    path = Path(path)
+    common = dict(tile=(tile, tile), photometric="rgb", compression=compression, resolutionunit="CENTIMETER",
+                  metadata=None)
+    with tifffile.TiffWriter(path) as tif:
+        level = image
+        for k in range(levels):
+            res = 1e4 / (mpp * 2 ** k)
+            extra = {}
+            if k == 0 and layout == "subifds" and levels > 1:
+                extra["subifds"] = levels - 1
+            elif k > 0:
+                extra["subfiletype"] = 1
+            tif.write(level, resolution=(res, res), **common, **extra)
+            level = _halve(level)
+    return path
+
+
+def save_png(path, image: np.ndarray, mpp: float | None = None) -> Path:
+    kw = {} if mpp is None else {"dpi": (25400.0 / mpp, 25400.0 / mpp)}
+    Image.fromarray(image).save(path, **kw)
+    return Path(path)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def huge_png_bytes(w: int = 100_000, h: int = 100_000) -> bytes:
+    """A valid PNG header declaring w x h RGB pixels, with (almost) no data."""
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
+
+
+def huge_tiff_bytes(w: int = 100_000, h: int = 100_000) -> bytes:
+    """A little-endian baseline TIFF declaring one w x h grey strip, with 100 data bytes."""
+    data_at = 8 + 2 + 12 * 9 + 4
+    entries = [(256, 4, w), (257, 4, h), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, data_at), (277, 3, 1),
+               (278, 4, h), (279, 4, 100)]
+    out = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries))
+    for tag, typ, val in entries:
+        out += struct.pack("<HHI", tag, typ, 1) + (struct.pack("<HH", val, 0) if typ == 3 else struct.pack("<I", val))
+    return out + struct.pack("<I", 0) + b"\x00" * 100
+
+
+def write_bad_corpus(folder) -> dict[str, str]:
+    """Write the bad-input corpus into ``folder``; returns {file name: regex the error must match}."""
+    img, _, _ = synthetic_scene((96, 96), mpp=0.5, n_mitoses=0, n_lookalikes=0)
+    (folder / "empty.png").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", dpi=(50800, 50800))
+    (folder / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, img, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", compression="zlib")
+    (folder / "truncated.tif").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (folder / "notes.png").write_text("this is a text file, not a PNG\n")
+    Image.fromarray(img[:, :, 0].astype(np.uint16) * 256).save(folder / "sixteen.png", dpi=(50800, 50800))
+    (folder / "huge.png").write_bytes(huge_png_bytes())
+    (folder / "huge.tif").write_bytes(huge_tiff_bytes())
+    Image.fromarray(img).save(folder / "nompp.png")
+    (folder / "garbage.svs").write_bytes(np.random.default_rng(0).bytes(4096))
+    return {
+        "empty.png": "empty",
+        "truncated.jpg": "truncated",
+        "truncated.tif": "truncated",
+        "notes.png": "not an image|cannot decode",
+        "sixteen.png": "16-bit|8-bit",
+        "huge.png": "100000 x 100000",
+        "huge.tif": "100000 x 100000|truncated",
+        "nompp.png": "--mpp",
+        "garbage.svs": "not a supported|not a readable|corrupt",
+    }
+
+
+@pytest.fixture
+def dh():
+    """Detect-test helpers."""
+    return SimpleNamespace(BlobDetector=BlobDetector, disc_image=disc_image, write_pyramid=write_pyramid,
+                           save_png=save_png, write_bad_corpus=write_bad_corpus, PINK=PINK, DARK=DARK, GLASS=GLASS)

@@ -537,6 +537,7 @@ def detect_files(
         "mpp": mpp, "tissue": tissue, "heatmap": bool(heatmap), "reader": reader,
         "field_area_mm2": float(field_area_mm2), "radius_um": float(radius_um),
         "tile_px": detector.tile_px, "overlap_px": detector.overlap_px, "flip_tta": detector.flip_tta,
+        "backend": getattr(detector, "backend", "torch"),
         "gt": None if gt is None else _file_identity(Path(gt)),
     }
     index_path = out / INDEX_NAME

@@ -83,8 +83,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for the network (default: torch's choice, one per core); use 1 on a "
                         "machine busy with other work")
-    p.add_argument("--backend", choices=("local",), default="local",
-                   help="where to run: local (this machine; the only backend for now)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where to run: local (this process, the default) or ray (Ray workers: a Ray cluster "
+                        "started on this machine for this run, or the cluster of --address / $RAY_ADDRESS; "
+                        "needs pip install 'mitodet[ray]'; see docs/distributed.md)")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --backend ray: an existing Ray cluster (auto, HEAD_IP:6379 or ray://HEAD_IP:10001); "
+                        "default: $RAY_ADDRESS when set, else a Ray cluster on this machine")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="with --backend ray: workers, each holding the model and using --threads CPUs "
+                        "(default: as many as the cluster's CPUs allow)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -111,6 +119,17 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--threshold must lie in [0, 1], got {args.threshold}")
     if args.batch_size < 1:
         return _fail(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.backend != "ray" and (args.address is not None or args.ray_workers is not None):
+        return _fail("--address and --ray-workers need --backend ray")
+    if args.ray_workers is not None and args.ray_workers < 1:
+        return _fail(f"--ray-workers must be >= 1, got {args.ray_workers}")
+    if args.backend == "ray":
+        from mitodet.inference.ray_backend import import_ray
+
+        try:
+            import_ray()
+        except ImportError as exc:
+            return _fail(str(exc))
     if args.threads is not None:
         if args.threads < 1:
             return _fail(f"--threads must be >= 1, got {args.threads}")
@@ -129,14 +148,21 @@ def run(args: argparse.Namespace) -> int:
     def say_err(msg: str) -> None:
         tqdm.write(msg, file=sys.stderr)
 
+    options = dict(
+        mpp=args.mpp, threshold=args.threshold, gt=args.gt,
+        field_area_mm2=args.field_area_mm2, tissue=args.tissue, heatmap=not args.no_heatmap,
+        radius_um=args.radius_um, overwrite=args.overwrite, recursive=args.recursive, reader=args.reader,
+        progress=not args.no_progress, log=say, log_error=say_err,
+    )
     try:
-        batch = detect_files(
-            args.paths, args.out, detector=detector, mpp=args.mpp, threshold=args.threshold, gt=args.gt,
-            field_area_mm2=args.field_area_mm2, tissue=args.tissue, heatmap=not args.no_heatmap,
-            radius_um=args.radius_um, overwrite=args.overwrite, recursive=args.recursive, reader=args.reader,
-            progress=not args.no_progress, log=say, log_error=say_err,
-        )
-    except (ValueError, FileNotFoundError, DataFormatError) as exc:
+        if args.backend == "ray":
+            from mitodet.inference.ray_backend import detect_files_ray
+
+            batch = detect_files_ray(args.paths, args.out, detector=detector, address=args.address,
+                                     num_workers=args.ray_workers, cpus_per_worker=args.threads or 1, **options)
+        else:
+            batch = detect_files(args.paths, args.out, detector=detector, **options)
+    except (ValueError, FileNotFoundError, DataFormatError, TimeoutError) as exc:
         return _fail(str(exc))
     n_done, n_skip, n_fail = batch.count("done"), batch.count("skipped"), batch.count("failed")
     print(f"mitodet detect: {n_done} done, {n_skip} skipped (already done), {n_fail} failed; "

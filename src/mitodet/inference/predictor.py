@@ -379,16 +379,8 @@ def _merge_flip(res, flipped_out, width: int, radius: float):
     if len(p2):
         p2[:, 0] = width - 1 - p2[:, 0]
     m = match_points(p1, p2, radius)
-    pts, sc = [], []
-    used2 = np.zeros(len(p2), bool)
-    partner = {int(g): int(p) for g, p in m.pairs}
-    for i in range(len(p1)):
-        j = partner.get(i)
-        if j is None:
-            pts.append(p1[i]); sc.append(s1[i] / 2)
-        else:
-            used2[j] = True
-            pts.append((p1[i] + p2[j]) / 2); sc.append((s1[i] + s2[j]) / 2)
-    for j in np.flatnonzero(~used2):
-        pts.append(p2[j]); sc.append(s2[j] / 2)
-    return np.asarray(pts, dtype=np.float64).reshape(-1, 2), np.asarray(sc, dtype=np.float64)
+    g, q = m.pairs[:, 0], m.pairs[:, 1]
+    alone1, alone2 = ~m.matched_gt, ~m.matched_pred
+    pts = np.concatenate([(p1[g] + p2[q]) / 2, p1[alone1], p2[alone2]]).reshape(-1, 2)
+    sc = np.concatenate([(s1[g] + s2[q]) / 2, s1[alone1] / 2, s2[alone2] / 2])
+    return pts.astype(np.float64), sc.astype(np.float64)

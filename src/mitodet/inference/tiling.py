@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mitodet.points import as_points as _as_points
+
 Box = tuple[int, int, int, int]
 
 
@@ -156,17 +158,6 @@ def make_tiles(
             tiles.append(Tile(read=read, core=(cx0, cy0, cx1, cy1), row=r, col=c,
                               image_shape=(height, width)))
     return tiles
-
-
-def _as_points(points: object, name: str) -> np.ndarray:
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.size == 0:
-        return pts.reshape(0, 2)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (N, 2) as (x, y), got shape {pts.shape}")
-    if not np.all(np.isfinite(pts)):
-        raise ValueError(f"{name} contains non-finite coordinates")
-    return pts
 
 
 def owned_mask(tile: Tile, points: np.ndarray) -> np.ndarray:

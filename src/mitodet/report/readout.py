@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from mitodet.points import as_points as _points
+
 DIGITAL_HPF_AREA_MM2 = 0.237
 """Area of the digital standard high-power field in mm^2 (10 HPF = 2.37 mm^2)."""
 
@@ -277,17 +279,6 @@ class Hotspot:
         if mpp is not None:
             d["box_px"] = [float(v) for v in self.box_px(mpp)]
         return d
-
-
-def _points(points: object, name: str) -> np.ndarray:
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.size == 0:
-        return pts.reshape(0, 2)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (N, 2) as (x, y), got shape {pts.shape}")
-    if not np.all(np.isfinite(pts)):
-        raise ValueError(f"{name} contains non-finite coordinates")
-    return pts
 
 
 def _pair(name: str, value: float | Sequence[float]) -> tuple[float, float]:

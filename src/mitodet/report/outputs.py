@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from mitodet.points import as_points
+
 DEFAULT_CLASSIFICATION = "Mitotic figure"
 DEFAULT_COLOR = (0, 158, 115)
 """Okabe-Ito bluish green, the detection colour of :mod:`mitodet.report.viz` too."""
@@ -95,14 +97,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def _points(points: object) -> np.ndarray:
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.size == 0:
-        return pts.reshape(0, 2)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(f"points must have shape (N, 2) as (x, y) pixels, got shape {pts.shape}")
-    if not np.all(np.isfinite(pts)):
-        raise ValueError("points contain non-finite coordinates")
-    return pts
+    return as_points(points, "points")
 
 
 def _scores(scores: object, n: int, *, unit: bool = False) -> np.ndarray:

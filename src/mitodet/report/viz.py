@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from mitodet.points import as_points
 from mitodet.report.outputs import atomic_write_bytes
 
 Color = tuple[int, int, int]
@@ -67,14 +68,7 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def _points(points: object) -> np.ndarray:
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.size == 0:
-        return pts.reshape(0, 2)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(f"points must have shape (N, 2) as (x, y), got shape {pts.shape}")
-    if not np.all(np.isfinite(pts)):
-        raise ValueError("points contain non-finite coordinates")
-    return pts
+    return as_points(points, "points")
 
 
 def _marker(draw: ImageDraw.ImageDraw, x: float, y: float, r: float, shape: str, color: Color,

@@ -305,8 +305,8 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     results: dict[str, list[dict]] = {}
-    for name in presets:
-        for seed in args.seeds:
+    for seed in args.seeds:  # seed-major: a stopped run has every preset at the first seeds
+        for name in presets:
             try:
                 results.setdefault(name, []).append(run_one(args, spec, name, seed, frames))
             except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """Full-frame validation: a model on the MITOS-ATYPIA-14 frames through the whole-image path.
 
 Usage: python benchmarks/full_frames.py [--model default|DIR] [--data ../shared/data]
-       [--threshold T] [--flip-tta] [--json]
+       [--threshold T] [--flip-tta] [--json] [--threads 2] [--quick]
 
 For every frame of ``<data>/mitos_atypia14`` it runs the same detection path as
 ``mitodet detect`` (resampling to the model's um/px, tiling with ownership), then matches
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 
-def run(model: str, data: Path, threshold: float | None, flip_tta: bool) -> dict:
+def run(model: str, data: Path, threshold: float | None, flip_tta: bool, max_frames: int | None = None) -> dict:
     from mitodet.data.images import read_rgb
     from mitodet.data.readers import read_mitos_atypia14
     from mitodet.evaluation.matching import match_points
@@ -28,7 +28,7 @@ def run(model: str, data: Path, threshold: float | None, flip_tta: bool) -> dict
 
     det = Detector.load(model, flip_tta=flip_tta)
     thr = det.threshold if threshold is None else threshold
-    records = read_mitos_atypia14(data / "mitos_atypia14", require_images=True)
+    records = read_mitos_atypia14(data / "mitos_atypia14", require_images=True)[:max_frames]
     rows, gts, preds, scores, mpps = [], [], [], [], []
     for rec in records:
         found = det.detect_array(read_rgb(rec.image), rec.mpp, threshold=0.0)
@@ -61,10 +61,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, default=None, help="default: the model's operating threshold")
     ap.add_argument("--flip-tta", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="the first frame only (a smoke run)")
     args = ap.parse_args(argv)
+    import torch
+
     from mitodet.data.spec import default_data_root
 
-    res = run(args.model, args.data or default_data_root(), args.threshold, args.flip_tta)
+    torch.set_num_threads(args.threads)
+    res = run(args.model, args.data or default_data_root(), args.threshold, args.flip_tta,
+              max_frames=1 if args.quick else None)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0

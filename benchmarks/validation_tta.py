@@ -1,9 +1,10 @@
 """A trained model on its run's validation crops, with and without flip test-time augmentation.
 
-Usage: python benchmarks/validation_tta.py [--run runs/rdlm-cpu-shared] [--model DIR]
+Usage: python benchmarks/validation_tta.py [--run runs/rdlm-cpu-shared] [--model DIR] [--quick]
 
 Rebuilds exactly the validation crops the training run scored (same data spec, split,
-sampler settings and seed, from the run's config.json) and prints P / R / F1 / AP at 8 um
+sampler settings and seed, from the run's config.json; without --run, from the bundled
+model's train_config.json) and prints P / R / F1 / AP at 8 um
 for the plain and the flip-TTA pass, each at its own best threshold and at the model's
 operating threshold.
 """
@@ -11,6 +12,7 @@ operating threshold.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,17 +21,31 @@ import numpy as np
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, default=Path("runs/rdlm-cpu-shared"))
-    ap.add_argument("--model", default=None, help="default: RUN/model")
+    ap.add_argument("--run", type=Path, default=None,
+                    help="a mitodet train output folder (default: the bundled model and its train_config.json)")
+    ap.add_argument("--model", default=None, help="default: RUN/model, or the bundled model")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="the first 16 validation crops only (a smoke run)")
     args = ap.parse_args(argv)
+    import torch
+
     from mitodet.data.spec import load_spec
     from mitodet.engine.train import build_datasets, train_config_from_dict
     from mitodet.evaluation.metrics import evaluate_images
-    from mitodet.inference.predictor import Detector
+    from mitodet.inference.predictor import DEFAULT_MODEL_DIR, Detector
 
-    doc = json.loads((args.run / "config.json").read_text())
+    torch.set_num_threads(args.threads)
+    if args.run is not None:
+        config_path, model = args.run / "config.json", args.model or args.run / "model"
+    else:
+        config_path, model = DEFAULT_MODEL_DIR / "train_config.json", args.model or "default"
+    if not config_path.is_file():
+        raise SystemExit(f"error: {config_path} not found; pass --run a mitodet train output folder")
+    doc = json.loads(config_path.read_text())
     cfg = train_config_from_dict(doc["train"])
-    det = Detector.load(args.model or args.run / "model")
+    if args.quick:
+        cfg = dataclasses.replace(cfg, val_crops=16)
+    det = Detector.load(model)
     _, val, info = build_datasets(cfg, det.config, load_spec(doc["data"]), progress=False)
     gts = [p for _, p in val]
     print(f"{len(val)} validation crops from {info['val_slides']} slides; operating threshold {det.threshold:.3f}")

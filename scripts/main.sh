@@ -15,5 +15,5 @@ if [ $# -eq 0 ]; then
   fi
   set -- "$FRAME" --mpp 0.2455 --gt "$DATA/mitos_atypia14/A03/mitosis/A03_03Ab_mitosis.csv"
 fi
-.venv/bin/mitodet detect "$@" --out "$OUT"
+.venv/bin/mitodet detect --out "$OUT" "$@"  # a --out among the arguments wins
 echo "outputs are in $OUT/ (CSV, QuPath GeoJSON, MIDOG JSON, overlay/heat-map PNGs, summary.md)"

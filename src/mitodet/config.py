@@ -157,21 +157,31 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def from_dict(cls: type, d: Any, what: str) -> Any:
+    """``cls(**d)`` for a config dataclass, or a :class:`ConfigError` naming ``what`` and the known keys."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{what} must be a JSON object of settings, got {d!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
+    try:
+        return cls(**d)
+    except TypeError as exc:  # a value of the wrong type, e.g. a string where a number goes
+        raise ConfigError(f"invalid {what}: {exc}; check the types of its values ({d})") from None
+
+
 def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
     """Rebuild a :class:`ModelConfig` from :func:`to_dict` output; unknown keys are an error."""
     d = dict(d)
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
     if d.get("glb") is not None:
-        d["glb"] = GLBConfig(**d["glb"])
+        d["glb"] = from_dict(GLBConfig, d["glb"], "glb")
     if d.get("focal") is not None:
-        d["focal"] = FocalConfig(**d["focal"])
+        d["focal"] = from_dict(FocalConfig, d["focal"], "focal")
     for key in ("anchor_sizes", "aspect_ratios"):
         if key in d:
             d[key] = tuple(d[key])
-    return ModelConfig(**d)
+    return from_dict(ModelConfig, d, "model config")
 
 
 def save_json(obj: dict[str, Any], path: str | Path) -> None:
@@ -182,5 +192,5 @@ def save_json(obj: dict[str, Any], path: str | Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["ConfigError", "GLBConfig", "FocalConfig", "ModelConfig", "to_dict", "model_config_from_dict",
+__all__ = ["ConfigError", "GLBConfig", "FocalConfig", "ModelConfig", "to_dict", "from_dict", "model_config_from_dict",
            "save_json", "ENCODERS", "NORMS", "field"]

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 
 
-def run_quick(script: str, *extra: str, timeout: float = 300) -> str:
-    cmd = [sys.executable, str(BENCH / script), "--quick", "--threads", "1", *extra]
+def run_quick(script: str, *extra: str, timeout: float = 300, threads: int | None = 1) -> str:
+    cmd = [sys.executable, str(BENCH / script), "--quick", *(["--threads", str(threads)] if threads else []), *extra]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     assert "wrote " not in proc.stdout, "a quick mode must not write the docs"
@@ -48,11 +48,37 @@ def test_speed_quick():
 
 
 def test_scaling_quick():
-    from mitodet.inference.predictor import Detector
-
-    if not hasattr(Detector, "detect_path"):
-        pytest.skip("the WSI path (Detector.detect_path) is not in this tree yet")
     out = run_quick("scaling.py")
     assert "| HPF-equivalents | side (px) | levels | write s | tiles run | detect s | s / HPF |" in out
     assert "| 1 | 512 |" in out and "| 4 | 1024 |" in out
     assert "Memory is **" in out
+
+
+# ----------------------------------------------------------------------------- the other scripts
+# (script, extra arguments, torch threads or None when it takes no --threads, text its output must hold)
+OTHERS = [
+    ("forward_time.py", (), 1, "| preset | parameters | forward s/image |"),
+    ("detect_speed.py", (), 1, "s per 2084 x 2084 HPF"),
+    ("ddp_step_time.py", (), 2, "| run | processes x threads | images / process / step | median s / step |"),
+    ("ray_throughput.py", (), 1, "| run | workers | pool start s | batch wall s | slides / min | outputs vs local |"),
+]
+DATA_OTHERS = [
+    ("sampler_throughput.py", (), None, "crops/s on one process"),
+    ("full_frames.py", (), 1, "pooled: P "),
+    ("validation_tta.py", (), 1, "| pass | best F1 (P / R) at threshold | AP | F1 (P / R) at the operating threshold |"),
+]
+
+
+@pytest.mark.parametrize("script, extra, threads, marker", OTHERS, ids=[o[0] for o in OTHERS])
+def test_other_quick_modes(script, extra, threads, marker):
+    if script == "ray_throughput.py":
+        pytest.importorskip("ray")
+    out = run_quick(script, *extra, threads=threads)
+    assert marker in out, out[-2000:]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("script, extra, threads, marker", DATA_OTHERS, ids=[o[0] for o in DATA_OTHERS])
+def test_other_quick_modes_on_the_real_data(shared_data, script, extra, threads, marker):
+    out = run_quick(script, *extra, threads=threads)
+    assert marker in out, out[-2000:]

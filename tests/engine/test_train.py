@@ -98,3 +98,46 @@ def test_nonfinite_loss_is_a_clear_stop(tiny_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "Lower --lr" in err
     assert not (tmp_path / "cli" / "model").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("not json", "is not valid JSON"),
+    ("a list", "must be a JSON object"),
+    ("sampler key", r"unknown sampler keys \['colour'\]"),
+    ("reader setting", r"reader 'points_csv': .*'colour'.*its settings are"),
+    ("glb key", r"unknown glb keys \['colour'\]"),
+    ("wrong type", r"invalid train config: .*check the types"),
+    ("pieces not a list", r"sampler.piece_px must be a list, got 3"),
+])
+def test_bad_train_configs_exit_2_with_the_fix(tiny_data, tmp_path, capsys, case, message):
+    from mitodet.cli import main
+
+    cfg = tmp_path / "cfg.json"
+    spec = tiny_data / "noval.json"
+    recipe = tiny_train(iterations=1, threads=0)
+    if case == "not json":
+        cfg.write_text('{"train": {"preset": "rdlm-cpu",}')
+    elif case == "a list":
+        cfg.write_text("[1, 2]")
+    elif case == "sampler key":
+        recipe["sampler"]["colour"] = 1
+        write_config(cfg, recipe, spec)
+    elif case == "reader setting":
+        doc = json.loads(spec.read_text())
+        doc["sources"][0]["colour"] = 1
+        spec = tmp_path / "spec.json"
+        spec.write_text(json.dumps(doc))
+        write_config(cfg, recipe, spec)
+    elif case == "wrong type":
+        recipe["iterations"] = "ten"
+        write_config(cfg, recipe, spec)
+    elif case == "pieces not a list":
+        recipe["sampler"]["piece_px"] = 3
+        write_config(cfg, recipe, spec)
+    else:
+        recipe["model_overrides"]["glb"] = {"colour": 1}
+        write_config(cfg, recipe, spec)
+    rc = main(["train", "--config", str(cfg), "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert re.search(message, err), err

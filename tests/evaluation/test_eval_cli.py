@@ -250,6 +250,9 @@ def test_loader_formats_directly(tmp_path):
         ("bad2.csv", "x,y,score\n1,abc,0.5\n", "line 2"),
         ("bad.json", '{"foo": 1}', "JSON layout not recognised"),
         ("broken.json", "{not json", "not valid JSON"),
+        ("mp.json", '{"type": "Multiple points", "points": [{"point": ["a", 1, 0]}]}', "malformed"),
+        ("coco.json", '{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": 1, "bbox": '
+                      '[1, 2, "x", 4]}]}', "malformed"),
         ("points.txt", "1,2\n", "unknown point-file format"),
     ],
 )

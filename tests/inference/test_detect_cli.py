@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import uuid
 from numbers import Real
 from types import SimpleNamespace
@@ -74,6 +75,7 @@ def test_bad_files_fail_clearly_and_the_batch_goes_on(batch):
         row = by_file[name]
         assert row["status"] == "failed", name
         assert name in row["error"], row["error"]  # the message names the file
+        assert re.search(batch.bad[name], row["error"], re.IGNORECASE), (name, row["error"])  # ...and what is wrong
         assert name in batch.res.err
         assert not (batch.out / f"{row['name']}.summary.json").exists()
     assert "3 done" in batch.res.out and f"{len(batch.bad)} failed" in batch.res.out

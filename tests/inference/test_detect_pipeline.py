@@ -111,6 +111,16 @@ def test_failed_file_is_reported_and_batch_continues(tmp_path, dh):
     assert batch.results[0].status == "done"
 
 
+def test_an_output_folder_that_cannot_be_made_is_a_clear_error(tmp_path, dh):
+    src = _three_fields(tmp_path, dh)
+    blocker = tmp_path / "out.txt"
+    blocker.write_text("a file where the output folder should go")
+    with pytest.raises(ValueError, match=r"cannot create the output folder .*out\.txt.*--out"):
+        detect_files([src], blocker, detector=dh.BlobDetector())
+    with pytest.raises(ValueError, match="cannot create the output folder"):
+        detect_files([src], blocker / "sub", detector=dh.BlobDetector())
+
+
 def test_output_names_are_unique_and_outputs_are_not_inputs(tmp_path):
     for d in ("x", "y"):
         (tmp_path / d).mkdir()

@@ -25,13 +25,25 @@ def test_merge_flip_averages_matches_and_halves_singletons():
     assert np.allclose(sc, [(0.9 + 0.7) / 2, 0.6 / 2, 0.8 / 2])
 
 
-def test_detector_with_flip_tta_runs_end_to_end():
+def test_detector_with_flip_tta_merges_the_plain_and_the_mirrored_pass():
     torch.manual_seed(0)
-    det = Detector(build_detector("rdlm-cpu"), threshold=0.0, flip_tta=True)
-    img = (np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8)
-    out = det.detect_array(img, mpp=0.5)
-    assert out.points.shape[1] == 2 and len(out.points) == len(out.scores)
-    assert ((out.scores >= 0) & (out.scores <= 1)).all()
+    model = build_detector("rdlm-cpu").eval()
+    img = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
+    plain = Detector(model, threshold=0.0)
+    tta = Detector(model, threshold=0.0, flip_tta=True)
+    # what the TTA pass must be: the plain pass merged with the network's output on the mirror image
+    p_plain = plain.predict_working([img])[0]
+    with torch.inference_mode():
+        mirrored = model([torch.tensor(img).permute(2, 0, 1).float().div(255.0).flip(-1)])[0]
+    assert len(p_plain[1]) > 0 and len(mirrored["scores"]) > 0, "a random model still proposes candidates"
+    want_pts, want_sc = _merge_flip(p_plain, mirrored, img.shape[1], plain.config.box_size_px / 2)
+    got_pts, got_sc = tta.predict_working([img])[0]
+    a, b = np.lexsort((want_pts[:, 1], want_pts[:, 0])), np.lexsort((got_pts[:, 1], got_pts[:, 0]))
+    assert np.allclose(got_pts[b], want_pts[a], atol=1e-4) and np.allclose(got_sc[b], want_sc[a], atol=1e-6)
+    assert not (len(got_sc) == len(p_plain[1]) and np.allclose(np.sort(got_sc), np.sort(p_plain[1])))
+    # and through the public path: sorted, in [0, 1]
+    out = tta.detect_array(img, mpp=0.5)
+    assert len(out.scores) > 0 and ((out.scores >= 0) & (out.scores <= 1)).all()
     assert (np.diff(out.scores) <= 0).all()
 
 

@@ -162,7 +162,7 @@ def test_an_onnx_detector_is_rebuilt_on_each_worker(tiny_model_dir, slide):
     import torch
     from ray import cloudpickle
 
-    from mitodet.inference.ray_backend import _portable, _Worker, plan_tiles, run_batch
+    from mitodet.inference.ray_backend import _portable, _Worker
     from mitodet.inference.slide import open_image
 
     threads = torch.get_num_threads()
@@ -175,9 +175,9 @@ def test_an_onnx_detector_is_rebuilt_on_each_worker(tiny_model_dir, slide):
     assert (w.backend, w.tile_px, w.overlap_px, w.batch_size, w.threshold, w.model_dir) == \
         ("onnx", 256, det.overlap_px, 2, 0.3, det.model_dir)
     with open_image(slide) as src:
-        plan = plan_tiles(det, src, 0.25, tissue="off")
-        here = run_batch(det, src, plan.level, plan.scale, plan.batches[0])
-    there = worker.run_tiles(str(slide), "auto", plan.level, plan.scale, plan.batches[:1])
+        plan = det.plan_tiles(src, 0.25, tissue="off")
+        here = det.run_batch(src, plan, plan.batches[0])
+    there = worker.run_tiles(str(slide), "auto", plan, plan.batches[:1])
     worker.close()
     assert len(here) == len(there) == 2
     for (p1, s1), (p2, s2) in zip(here, there):
@@ -185,19 +185,7 @@ def test_an_onnx_detector_is_rebuilt_on_each_worker(tiny_model_dir, slide):
         np.testing.assert_allclose(s2, s1, rtol=0, atol=1e-5)
 
 
-def _cli_has_ray_backend() -> bool:
-    from mitodet.cli import build_parser
-
-    try:
-        build_parser().parse_args(["detect", "x.png", "--backend", "ray", "--ray-workers", "2"])
-    except SystemExit:
-        return False
-    return True
-
-
 def test_the_command_runs_on_ray_and_writes_what_the_local_path_writes(tiny_model_dir, fields, tmp_path):
-    if not _cli_has_ray_backend():
-        pytest.skip("mitodet detect has no --backend ray / --ray-workers yet")
     import os
     import subprocess
 

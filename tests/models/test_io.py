@@ -49,6 +49,24 @@ def test_missing_or_mismatched_model_files(tmp_path):
         load_detector(tmp_path)
 
 
+def test_damaged_model_folders_are_clear_errors(tmp_path):
+    save_detector(build_detector("fpn-cpu"), tmp_path)
+    good = (tmp_path / "config.json").read_text()
+    (tmp_path / "config.json").write_text(json.dumps({"preset": "fpn-cpu"}))
+    with pytest.raises(ValueError, match="no 'model' settings"):
+        load_detector(tmp_path)
+    doc = json.loads(good)
+    doc["model"]["glb"] = {"k": 64, "colour": 1}
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"invalid model settings .*unknown glb keys \['colour'\]"):
+        load_detector(tmp_path)
+    (tmp_path / "config.json").write_text(good)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # an interrupted copy
+    with pytest.raises(ValueError, match="cannot be read as safetensors.*copy it again"):
+        load_detector(tmp_path)
+
+
 def test_backbone_weights_from_local_file(tmp_path):
     torch.manual_seed(1)
     from torchvision.models import resnet18

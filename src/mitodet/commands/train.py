@@ -58,7 +58,16 @@ def run(args: argparse.Namespace) -> int:
         if not args.config.is_file():
             print(f"error: config file {args.config} not found", file=sys.stderr)
             return 2
-        doc = json.loads(args.config.read_text())
+        try:
+            doc = json.loads(args.config.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            print(f"error: config file {args.config} is not valid JSON ({exc}); see configs/rdlm-cpu-shared.json "
+                  "for the layout", file=sys.stderr)
+            return 2
+        if not isinstance(doc, dict) or not isinstance(doc.get("train", {}), dict):
+            print(f"error: config file {args.config} must be a JSON object {{\"train\": {{...}}, \"data\": ...}}; "
+                  "see configs/rdlm-cpu-shared.json", file=sys.stderr)
+            return 2
     tdict = dict(doc.get("train", {}))
     for key in ("preset", "iterations", "batch_size", "lr", "warmup_iters", "val_every", "val_crops",
                 "checkpoint_every", "seed", "threads"):

@@ -23,6 +23,7 @@ built-in spec over the data shipped beside the project.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from dataclasses import dataclass, field
@@ -110,5 +111,11 @@ def read_sources(entries: list[dict[str, Any]], base: Path) -> list[ImageRecord]
         if name not in READERS:
             raise ValueError(f"data spec: unknown reader {name!r}; known readers: {', '.join(sorted(READERS))}")
         kwargs = {k: (_resolve(v, base) if k in PATH_KEYS and isinstance(v, str) else v) for k, v in entry.items()}
-        records.extend(READERS[name](**kwargs))
+        reader = READERS[name]
+        try:
+            inspect.signature(reader).bind(**kwargs)
+        except TypeError as exc:
+            params = ", ".join(inspect.signature(reader).parameters)
+            raise ValueError(f"data spec: reader {name!r}: {exc}; its settings are: {params}") from None
+        records.extend(reader(**kwargs))
     return records

@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import os
 import signal
 import sys
 import time
@@ -34,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mitodet.config import ModelConfig, model_config_from_dict, save_json, to_dict
+from mitodet.config import ModelConfig, from_dict, model_config_from_dict, save_json, to_dict
 from mitodet.data.sampler import SamplerConfig
 
 
@@ -76,20 +74,26 @@ class TrainConfig:
 
 
 def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    if not isinstance(d, dict):
+        raise ValueError(f"the train config must be a JSON object of settings, got {d!r}")
     d = dict(d)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown train config keys {unknown}; known: {sorted(known)}")
-    if "sampler" in d and isinstance(d["sampler"], dict):
-        s = dict(d["sampler"])
+    if not isinstance(d.get("model_overrides", {}), dict):
+        raise ValueError(f"model_overrides must be a JSON object of model settings, got {d['model_overrides']!r}")
+    if "sampler" in d and not isinstance(d["sampler"], SamplerConfig):
+        s = dict(d["sampler"]) if isinstance(d["sampler"], dict) else d["sampler"]
         for k in ("pieces", "piece_px"):
-            if k in s:
-                s[k] = tuple(s[k])
-        d["sampler"] = SamplerConfig(**s)
+            if isinstance(s, dict) and k in s:
+                s[k] = _as_tuple(s[k], f"sampler.{k}")
+        d["sampler"] = from_dict(SamplerConfig, s, "sampler")
     if "lr_decay_at" in d:
-        d["lr_decay_at"] = tuple(d["lr_decay_at"])
-    return TrainConfig(**d)
+        d["lr_decay_at"] = _as_tuple(d["lr_decay_at"], "lr_decay_at")
+    return from_dict(TrainConfig, d, "train config")
+
+
+def _as_tuple(value: Any, what: str) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{what} must be a list, got {value!r}")
+    return tuple(value)
 
 
 def resolve_model_config(cfg: TrainConfig) -> ModelConfig:

@@ -340,11 +340,12 @@ def load_json(path: Path) -> dict[str, PointSet]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{path}: not valid JSON ({exc})") from None
+    loader = kind = None
     if isinstance(data, dict) and "images" in data and "annotations" in data:
-        return _load_coco(path, data)
-    if isinstance(data, dict) and isinstance(data.get("points"), list):
-        return _load_multiple_points(path, data)
-    if (
+        loader, kind = _load_coco, "MIDOG COCO-like ('images', 'annotations' with 'bbox' [x1, y1, x2, y2])"
+    elif isinstance(data, dict) and isinstance(data.get("points"), list):
+        loader, kind = _load_multiple_points, "grand-challenge 'Multiple points' ('points': [{'point': [x, y, z]}])"
+    elif (
         isinstance(data, dict)
         and data
         and all(
@@ -352,7 +353,17 @@ def load_json(path: Path) -> dict[str, PointSet]:
             for v in data.values()
         )
     ):
-        return _load_mm_dict(path, data)
+        loader, kind = _load_mm_dict, "MIDOG ground-truth dict ({image: [[x_mm, y_mm, z], ...]})"
+    if loader is not None:
+        try:
+            return loader(path, data)
+        except DataFormatError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a value of the wrong type
+            raise DataFormatError(
+                f"{path}: malformed {kind} file: {type(exc).__name__}: {exc}; each entry needs the keys "
+                "of that layout, and every coordinate, score and mpp must be a number"
+            ) from None
     raise DataFormatError(
         f"{path}: JSON layout not recognised. Expected a MIDOG COCO-like file ('images' and "
         "'annotations'), a grand-challenge 'Multiple points' file ('type' and 'points') or "

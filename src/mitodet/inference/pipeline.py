@@ -450,6 +450,109 @@ def write_index(path: Path, results: Sequence[FileResult]) -> Path:
 # ----------------------------------------------------------------------------- batch
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """A checked batch, ready to run (from :func:`plan_batch`); shared by the local and Ray backends.
+
+    Attributes:
+        detector: the loaded detector.
+        inputs: the image files, in order; ``names``: their output names.
+        out_dir: the output folder (created); ``index_path``: its ``summary.csv``.
+        options: what :func:`process_file` needs per file.
+        settings: what the run key is made of (a rerun with equal settings skips finished files).
+        gt_points / gt_file: the loaded ground truth and where it came from, or None.
+    """
+
+    detector: Any
+    inputs: list[Path]
+    names: list[str]
+    out_dir: Path
+    index_path: Path
+    options: _Options
+    settings: dict[str, Any]
+    gt_points: Any
+    gt_file: str | None
+
+
+def plan_batch(
+    paths: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    detector=None,
+    model: str | os.PathLike[str] = "default",
+    mpp: float | None = None,
+    threshold: float | None = None,
+    gt: str | os.PathLike[str] | None = None,
+    field_area_mm2: float = DIGITAL_HPF_AREA_MM2,
+    tissue: str = "auto",
+    heatmap: bool = True,
+    radius_um: float = DEFAULT_RADIUS_UM,
+    recursive: bool = False,
+    reader: str = "auto",
+    progress: bool = False,
+) -> BatchPlan:
+    """Check the arguments of :func:`detect_files`, find the inputs, load the model (when
+    ``detector`` is None) and the ground truth: everything but running the files.
+
+    Raises:
+        ValueError / FileNotFoundError / DataFormatError: as :func:`detect_files` says;
+            the arguments are checked before the model is loaded.
+    """
+    from mitodet.inference.predictor import TISSUE_MODES, Detector
+
+    if tissue not in TISSUE_MODES:
+        raise ValueError(f"tissue must be one of {TISSUE_MODES}, got {tissue!r}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= float(threshold) <= 1.0):
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+    if mpp is not None:
+        from mitodet.inference.slide import NO_PIXEL_SIZE, resolve_mpp
+
+        resolve_mpp("--mpp", NO_PIXEL_SIZE, mpp)  # validates the range
+    if not (math.isfinite(radius_um) and radius_um > 0):
+        raise ValueError(f"radius_um must be a positive number of micrometres, got {radius_um!r}")
+    if not (math.isfinite(field_area_mm2) and field_area_mm2 > 0):
+        raise ValueError(f"field_area_mm2 must be a positive area in mm^2, got {field_area_mm2!r}")
+    paths = list(paths)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, no permission, read-only filesystem...
+        raise ValueError(f"cannot create the output folder {out} ({exc.strerror or exc}); pass --out a folder "
+                         "path you can write to") from None
+    inputs = collect_inputs(paths, recursive=recursive, exclude=[out])
+    if not inputs:
+        raise ValueError(f"no images found in {', '.join(str(p) for p in paths)}; mitodet reads PNG, JPEG, TIFF "
+                         "and whole-slide formats (SVS, NDPI, MRXS, ...)")
+    names = output_names(inputs)
+    if detector is None:
+        detector = Detector.load(model)
+    gt_points = None
+    gt_file = None
+    if gt is not None:
+        from mitodet.evaluation.io import load_points
+
+        gt_points = load_points(gt)
+        gt_file = str(gt)
+    opts = _Options(mpp=mpp, threshold=threshold, field_area_mm2=float(field_area_mm2), tissue=tissue,
+                    heatmap=bool(heatmap), reader=reader, radius_um=float(radius_um), progress=progress)
+    settings = {
+        "model": model_fingerprint(detector),
+        "threshold": detector.threshold if threshold is None else float(threshold),
+        "mpp": mpp, "tissue": tissue, "heatmap": bool(heatmap), "reader": reader,
+        "field_area_mm2": float(field_area_mm2), "radius_um": float(radius_um),
+        "tile_px": detector.tile_px, "overlap_px": detector.overlap_px, "flip_tta": detector.flip_tta,
+        "backend": getattr(detector, "backend", "torch"),
+        "gt": None if gt is None else _file_identity(Path(gt)),
+    }
+    return BatchPlan(detector, inputs, names, out, out / INDEX_NAME, opts, settings, gt_points, gt_file)
+
+
+def failed_result(path: Path, name: str, exc: BaseException, t0: float) -> FileResult:
+    """The record of a file that failed: the error names the file (once)."""
+    msg = str(exc) if str(path) in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
+    return FileResult(path, name, "failed", error=msg, seconds=time.perf_counter() - t0)
+
+
 def detect_files(
     paths: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str] = "mitodet-out",
@@ -499,52 +602,14 @@ def detect_files(
         ValueError / FileNotFoundError / DataFormatError: bad arguments, a missing model or
             an unreadable ground-truth file (before any image is processed).
     """
-    from mitodet.inference.predictor import TISSUE_MODES, Detector
-
-    if tissue not in TISSUE_MODES:
-        raise ValueError(f"tissue must be one of {TISSUE_MODES}, got {tissue!r}")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= float(threshold) <= 1.0):
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
-    if mpp is not None:
-        from mitodet.inference.slide import NO_PIXEL_SIZE, resolve_mpp
-
-        resolve_mpp("--mpp", NO_PIXEL_SIZE, mpp)  # validates the range
-    if not (math.isfinite(radius_um) and radius_um > 0):
-        raise ValueError(f"radius_um must be a positive number of micrometres, got {radius_um!r}")
-    if not (math.isfinite(field_area_mm2) and field_area_mm2 > 0):
-        raise ValueError(f"field_area_mm2 must be a positive area in mm^2, got {field_area_mm2!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    inputs = collect_inputs(paths, recursive=recursive, exclude=[out])
-    if not inputs:
-        raise ValueError(f"no images found in {', '.join(str(p) for p in paths)}; mitodet reads PNG, JPEG, TIFF "
-                         "and whole-slide formats (SVS, NDPI, MRXS, ...)")
-    names = output_names(inputs)
-    if detector is None:
-        detector = Detector.load(model)
-    gt_points = None
-    gt_file = None
-    if gt is not None:
-        from mitodet.evaluation.io import load_points
-
-        gt_points = load_points(gt)
-        gt_file = str(gt)
-    opts = _Options(mpp=mpp, threshold=threshold, field_area_mm2=float(field_area_mm2), tissue=tissue,
-                    heatmap=bool(heatmap), reader=reader, radius_um=float(radius_um), progress=progress)
-    settings = {
-        "model": model_fingerprint(detector),
-        "threshold": detector.threshold if threshold is None else float(threshold),
-        "mpp": mpp, "tissue": tissue, "heatmap": bool(heatmap), "reader": reader,
-        "field_area_mm2": float(field_area_mm2), "radius_um": float(radius_um),
-        "tile_px": detector.tile_px, "overlap_px": detector.overlap_px, "flip_tta": detector.flip_tta,
-        "backend": getattr(detector, "backend", "torch"),
-        "gt": None if gt is None else _file_identity(Path(gt)),
-    }
-    index_path = out / INDEX_NAME
+    plan = plan_batch(paths, out_dir, detector=detector, model=model, mpp=mpp, threshold=threshold, gt=gt,
+                      field_area_mm2=field_area_mm2, tissue=tissue, heatmap=heatmap, radius_um=radius_um,
+                      recursive=recursive, reader=reader, progress=progress)
     results: list[FileResult] = []
-    it: Iterable[tuple[Path, str]] = zip(inputs, names)
+    it: Iterable[tuple[Path, str]] = zip(plan.inputs, plan.names)
+    n = len(plan.inputs)
     bar = None
-    if progress and len(inputs) > 1:
+    if progress and n > 1:
         from tqdm import tqdm
 
         bar = tqdm(list(it), desc="files", unit="file", disable=None)
@@ -554,20 +619,18 @@ def detect_files(
     for k, (path, name) in enumerate(it, 1):
         t0 = time.perf_counter()
         try:
-            r = process_file(detector, path, name, out, opts, settings, gt_points, gt_file,
-                             single_pair=len(inputs) == 1, overwrite=overwrite)
+            r = process_file(plan.detector, path, name, plan.out_dir, plan.options, plan.settings, plan.gt_points,
+                             plan.gt_file, single_pair=n == 1, overwrite=overwrite)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # one bad file must not stop the batch
-            msg = str(exc) if str(path) in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
-            r = FileResult(path, name, "failed", error=msg, seconds=time.perf_counter() - t0)
+            r = failed_result(path, name, exc, t0)
         results.append(r)
-        write_index(index_path, results)
-        line = _describe(k, len(inputs), r)
-        (say_err if r.status == "failed" else say)(line)
+        write_index(plan.index_path, results)
+        (say_err if r.status == "failed" else say)(_describe(k, n, r))
     if bar is not None:
         bar.close()
-    return BatchResult(results, out, index_path)
+    return BatchResult(results, plan.out_dir, plan.index_path)
 
 
 def _quiet(_msg: str) -> None:
@@ -597,4 +660,4 @@ def _describe(k: int, n: int, r: FileResult) -> str:
 
 __all__ = ["INDEX_NAME", "OUTPUT_SUFFIXES", "DEFAULT_RADIUS_UM", "FileResult", "BatchResult", "collect_inputs",
            "output_names", "output_paths", "model_fingerprint", "run_key", "process_file", "index_row",
-           "write_index", "detect_files"]
+           "write_index", "BatchPlan", "plan_batch", "failed_result", "detect_files"]

@@ -222,6 +222,9 @@ class Detector:
                       tissue_mask=None) -> Detections:
         """Detect mitoses in an open :class:`~mitodet.inference.slide.ImageSource`.
 
+        The three steps are public so that other executors (the Ray backend) run the same
+        code: :meth:`plan_tiles`, :meth:`run_batch` on each of ``plan.batches``, :meth:`merge`.
+
         Args:
             source: the image.
             mpp: micrometres per level-0 pixel.
@@ -232,16 +235,26 @@ class Detector:
                 to avoid reading it twice (used for tissue detection).
             tissue_mask: a ready :class:`~mitodet.inference.tissue.TissueMask` (overrides ``tissue``).
         """
-        from mitodet.inference.slide import best_level, read_thumbnail, resize_region
-        from mitodet.inference.tissue import KEEP_MARGIN_UM, MIN_TILE_TISSUE_FRACTION
-
         t_start = time.perf_counter()
+        _check_threshold(threshold)
+        plan = self.plan_tiles(source, mpp, tissue=tissue, thumbnail=thumbnail, tissue_mask=tissue_mask)
+        per_tile: list[tuple[np.ndarray, np.ndarray]] = []
+        for batch in _progress(plan.batches, progress):
+            per_tile.extend(self.run_batch(source, plan, batch))
+        return self.merge(source, plan, per_tile, threshold=threshold, t_start=t_start)
+
+    def plan_tiles(self, source, mpp: float, tissue: str = "auto",
+                   thumbnail: tuple[np.ndarray, tuple[float, float]] | None = None, tissue_mask=None) -> "TilePlan":
+        """The working grid of ``source``, its tiles, the batches to run and the tissue mask.
+
+        Args: as for :meth:`detect_source`.
+        """
+        from mitodet.inference.slide import best_level, read_thumbnail
+        from mitodet.inference.tissue import MIN_TILE_TISSUE_FRACTION
+
         mpp = _check_mpp(mpp)
         if tissue not in TISSUE_MODES:
             _bad_tissue(tissue)
-        thr = self.threshold if threshold is None else float(threshold)
-        if not 0.0 <= thr <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
         h0, w0 = source.shape
         mask = tissue_mask
         if mask is None and (tissue == "on" or (tissue == "auto" and source.kind == "wsi")):
@@ -264,32 +277,59 @@ class Detector:
                 if mask.fraction((x0 / sx, y0 / sy, x1 / sx, y1 / sy)) < MIN_TILE_TISSUE_FRACTION:
                     continue
             run.append(t)
+        n = self.batch_size
+        batches = [run[i:i + n] for i in range(0, len(run), n)]
+        return TilePlan(tiles, run, batches, mask, float(mpp), level, (fx, fy), (sx, sy), (hw, ww), mpp * ldx)
 
-        results = []
-        for batch in _batches(run, self.batch_size, progress):
-            crops = []
-            for t in batch:
-                x0, y0, x1, y1 = t.read
-                crops.append(resize_region(source, level, (x0 * fx, y0 * fy, x1 * fx, y1 * fy), (x1 - x0, y1 - y0)))
-            for t, (pts, sc) in zip(batch, self.predict_working(crops)):
-                results.append((t, t.to_image(pts), sc))
-        pts, sc = merge_tile_detections(results)
+    def run_batch(self, source, plan: "TilePlan", batch: Sequence[Tile]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Read one batch of ``plan``'s tiles from ``source`` and run the network.
+
+        Returns:
+            ``[(points, scores)]`` per tile, points (N, 2) x, y in working-grid pixels.
+        """
+        from mitodet.inference.slide import resize_region
+
+        fx, fy = plan.scale
+        crops = []
+        for t in batch:
+            x0, y0, x1, y1 = t.read
+            crops.append(resize_region(source, plan.level, (x0 * fx, y0 * fy, x1 * fx, y1 * fy), (x1 - x0, y1 - y0)))
+        return [(t.to_image(pts), sc) for t, (pts, sc) in zip(batch, self.predict_working(crops))]
+
+    def merge(self, source, plan: "TilePlan", per_tile: Sequence[tuple[np.ndarray, np.ndarray]],
+              threshold: float | None = None, t_start: float | None = None,
+              extra_info: dict | None = None) -> Detections:
+        """Merge the detections of every tile of ``plan.run`` (in that order) into :class:`Detections`.
+
+        Each detection is kept by the tile whose core holds it; points go back to level-0
+        pixels, those off the tissue are dropped, the rest sorted by score and thresholded.
+        """
+        from mitodet.inference.tissue import KEEP_MARGIN_UM
+
+        thr = _check_threshold(threshold, self.threshold)
+        if len(per_tile) != len(plan.run):
+            raise ValueError(f"expected one result per tile run ({len(plan.run)}), got {len(per_tile)}")
+        pts, sc = merge_tile_detections((t, p, s) for t, (p, s) in zip(plan.run, per_tile))
+        sx, sy = plan.working_to_level0
         # back to level-0 pixels (pixel-centre convention)
         if len(pts):
             pts = np.stack([(pts[:, 0] + 0.5) / sx - 0.5, (pts[:, 1] + 0.5) / sy - 0.5], axis=1)
         n_off = 0
-        if mask is not None and len(pts):
-            keep = mask.contains(pts, margin_px=KEEP_MARGIN_UM / mpp)
+        if plan.mask is not None and len(pts):
+            keep = plan.mask.contains(pts, margin_px=KEEP_MARGIN_UM / plan.mpp)
             n_off = int((~keep).sum())
             pts, sc = pts[keep], sc[keep]
         order = np.argsort(-sc, kind="stable")
         info = {
-            "tiles": len(tiles), "tiles_run": len(run), "tiles_skipped": len(tiles) - len(run),
+            "tiles": len(plan.tiles), "tiles_run": len(plan.run), "tiles_skipped": len(plan.tiles) - len(plan.run),
             "tile_px": self.tile_px, "overlap_px": self.overlap_px, "working_mpp": self.mpp,
-            "working_shape": [hw, ww], "level": level, "level_mpp": mpp * ldx, "n_off_tissue": n_off,
-            "n_candidates": int(len(sc)), "seconds": time.perf_counter() - t_start,
+            "working_shape": list(plan.working_shape), "level": plan.level, "level_mpp": plan.level_mpp,
+            "n_off_tissue": n_off, "n_candidates": int(len(sc)),
+            "seconds": 0.0 if t_start is None else time.perf_counter() - t_start,
+            **(extra_info or {}),
         }
-        det = Detections(pts[order].reshape(-1, 2), sc[order], float(mpp), (int(h0), int(w0)), 0.0, mask, info)
+        h0, w0 = source.shape
+        det = Detections(pts[order].reshape(-1, 2), sc[order], plan.mpp, (int(h0), int(w0)), 0.0, plan.mask, info)
         return det.above(thr)
 
     @torch.inference_mode()
@@ -328,6 +368,35 @@ class Detector:
         return act[:max(1, int(np.ceil(ah * h / hp))), :max(1, int(np.ceil(aw * w / wp)))]
 
 
+@dataclass(frozen=True)
+class TilePlan:
+    """How :meth:`Detector.detect_source` tiles one image (from :meth:`Detector.plan_tiles`).
+
+    Attributes:
+        tiles: every tile of the working grid (working-resolution pixels).
+        run: the tiles to run (those with tissue), in row-major order.
+        batches: ``run`` cut into batches of ``detector.batch_size``.
+        mask: the tissue mask (:class:`~mitodet.inference.tissue.TissueMask`) or None.
+        mpp: micrometres per level-0 pixel of the image.
+        level: the pyramid level the tiles are read from.
+        scale: ``(fx, fy)`` level pixels per working pixel.
+        working_to_level0: ``(sx, sy)`` working pixels per level-0 pixel.
+        working_shape: ``(h, w)`` of the working grid.
+        level_mpp: micrometres per pixel of ``level``.
+    """
+
+    tiles: list
+    run: list
+    batches: list
+    mask: Any
+    mpp: float
+    level: int
+    scale: tuple[float, float]
+    working_to_level0: tuple[float, float]
+    working_shape: tuple[int, int]
+    level_mpp: float
+
+
 def tissue_from_thumbnail(thumb: np.ndarray, thumb_mpp: float, image_shape: tuple[int, int],
                           min_cell_um: float = 4.0, max_side: int = 2048):
     """Tissue mask from a thumbnail, computed on a grid of at least ``min_cell_um`` cells."""
@@ -360,13 +429,25 @@ def _bad_tissue(value) -> str:
     raise ValueError(f"tissue must be one of {TISSUE_MODES}, got {value!r}")
 
 
-def _batches(tiles: Sequence[Tile], n: int, progress: bool) -> Iterable[list[Tile]]:
-    chunks = [list(tiles[i:i + n]) for i in range(0, len(tiles), n)]
-    if progress and len(chunks) > 1:
+def _check_threshold(threshold, default: float | None = None) -> float | None:
+    """``threshold`` as a float in [0, 1] (``default`` when None), or a ValueError."""
+    if threshold is None:
+        return default
+    try:
+        thr = float(threshold)
+    except (TypeError, ValueError):
+        thr = float("nan")
+    if not 0.0 <= thr <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+    return thr
+
+
+def _progress(batches: list, progress: bool) -> Iterable:
+    if progress and len(batches) > 1:
         from tqdm import tqdm
 
-        return tqdm(chunks, desc="tiles", unit="batch", leave=False, disable=None)
-    return chunks
+        return tqdm(batches, desc="tiles", unit="batch", leave=False, disable=None)
+    return batches
 
 
 def _merge_flip(res, flipped_out, width: int, radius: float):

@@ -13,13 +13,13 @@ completion markers and batch index are the local path's, written by the same fun
   after every file.
 * **Tiles of one large slide.** Near the end of a batch (fewer files left to start than
   there are workers, e.g. a batch of one slide), a file with at least
-  ``tile_parallel_min_tiles`` tiles is split: the driver plans the tiles (tissue mask from
-  the thumbnail, the same tile grid and the same batches of ``detector.batch_size`` tiles
-  as :meth:`Detector.detect_source`), each actor reads its own tiles' regions from the
-  file and runs the network, and only the detections (small point arrays) come back. The
-  driver merges them with the ownership rule and writes the outputs through
-  ``process_file``. Tiles are batched exactly as on one process, so the network sees the
-  same inputs and the detections are the same.
+  ``tile_parallel_min_tiles`` tiles is split: the driver plans the tiles with
+  :meth:`Detector.plan_tiles` (tissue mask from the thumbnail, tile grid, batches), each
+  actor runs :meth:`Detector.run_batch` on its own batches (reading their regions from the
+  file itself), and only the detections (small point arrays) come back; the driver merges
+  them with :meth:`Detector.merge` and writes the outputs through ``process_file``. These
+  are the three steps :meth:`Detector.detect_source` runs on one process, so the network
+  sees the same inputs and the detections are the same.
 
 What travels over the network: file paths, settings and the ground-truth points to the
 actors; the model once per node; detections back. **Images do not travel**: every node
@@ -31,21 +31,20 @@ Ray is an optional dependency (``pip install 'mitodet[ray]'``), imported on firs
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mitodet.inference.pipeline import (DEFAULT_RADIUS_UM, INDEX_NAME, BatchResult, FileResult, _describe,
-                                        _file_identity, _Options, collect_inputs, model_fingerprint, output_names,
-                                        process_file, write_index)
+from mitodet.inference.pipeline import (DEFAULT_RADIUS_UM, BatchResult, FileResult, _describe, _Options,
+                                        failed_result, plan_batch, process_file, write_index)
+from mitodet.inference.predictor import TilePlan, _check_threshold
 from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
 
 RAY_INSTALL_HINT = "the Ray backend needs Ray: pip install 'mitodet[ray]' (or pip install 'ray>=2.9')"
@@ -63,122 +62,7 @@ def import_ray():
     return ray
 
 
-# ----------------------------------------------------------------------------- tile plan
-
-
-@dataclass(frozen=True)
-class SlidePlan:
-    """How :meth:`Detector.detect_source` would tile one image (see that method).
-
-    Attributes:
-        tiles: every tile of the working grid (working-resolution pixels).
-        run: the tiles to run (those with tissue), in row-major order.
-        batches: ``run`` cut into batches of ``detector.batch_size``, as the local path does.
-        mask: the tissue mask (:class:`~mitodet.inference.tissue.TissueMask`) or None.
-        level: the pyramid level the tiles are read from.
-        scale: ``(fx, fy)`` level pixels per working pixel.
-        working_to_level0: ``(sx, sy)`` working pixels per level-0 pixel.
-        working_shape: ``(h, w)`` of the working grid.
-        level_mpp: micrometres per pixel of ``level``.
-    """
-
-    tiles: list
-    run: list
-    batches: list
-    mask: Any
-    level: int
-    scale: tuple[float, float]
-    working_to_level0: tuple[float, float]
-    working_shape: tuple[int, int]
-    level_mpp: float
-
-
-def plan_tiles(detector, source, mpp: float, tissue: str = "auto",
-               thumbnail: tuple[np.ndarray, tuple[float, float]] | None = None, tissue_mask=None) -> SlidePlan:
-    """The tiles, batches, level and tissue mask :meth:`Detector.detect_source` uses.
-
-    Mirrors the first half of ``Detector.detect_source`` (kept in step by
-    ``tests/inference/test_ray_backend.py``, which compares the results).
-    """
-    from mitodet.inference.predictor import THUMBNAIL_MAX_SIDE, TISSUE_MODES, _check_mpp, tissue_from_thumbnail
-    from mitodet.inference.slide import best_level, read_thumbnail
-    from mitodet.inference.tissue import MIN_TILE_TISSUE_FRACTION
-    from mitodet.inference.tiling import make_tiles
-
-    mpp = _check_mpp(mpp)
-    if tissue not in TISSUE_MODES:
-        raise ValueError(f"tissue must be one of {TISSUE_MODES}, got {tissue!r}")
-    h0, w0 = source.shape
-    mask = tissue_mask
-    if mask is None and (tissue == "on" or (tissue == "auto" and source.kind == "wsi")):
-        thumb, (dx, dy) = thumbnail if thumbnail is not None else read_thumbnail(source, THUMBNAIL_MAX_SIDE)
-        mask = tissue_from_thumbnail(thumb, dx * mpp, (h0, w0))
-    s = mpp / detector.mpp
-    ww, hw = max(1, round(w0 * s)), max(1, round(h0 * s))
-    sx, sy = ww / w0, hw / h0
-    level = best_level(source, detector.mpp / mpp)
-    ldx, ldy = source.level_downsample(level)
-    fx, fy = 1.0 / (sx * ldx), 1.0 / (sy * ldy)
-    tiles = make_tiles(hw, ww, detector.tile_px, detector.overlap_px,
-                       min_overlap=int(np.ceil(detector.config.box_size_px)))
-    run = []
-    for t in tiles:
-        if mask is not None:
-            x0, y0, x1, y1 = t.read
-            if mask.fraction((x0 / sx, y0 / sy, x1 / sx, y1 / sy)) < MIN_TILE_TISSUE_FRACTION:
-                continue
-        run.append(t)
-    n = detector.batch_size
-    batches = [run[i:i + n] for i in range(0, len(run), n)]
-    return SlidePlan(tiles, run, batches, mask, level, (fx, fy), (sx, sy), (hw, ww), mpp * ldx)
-
-
-def run_batch(detector, source, level: int, scale: tuple[float, float], batch: Sequence) -> list[tuple]:
-    """Read one batch of tiles from ``source`` and run the network: ``[(points, scores)]`` per
-    tile, points (N, 2) x, y in working-grid pixels (the tile's offset added)."""
-    from mitodet.inference.slide import resize_region
-
-    fx, fy = scale
-    crops = []
-    for t in batch:
-        x0, y0, x1, y1 = t.read
-        crops.append(resize_region(source, level, (x0 * fx, y0 * fy, x1 * fx, y1 * fy), (x1 - x0, y1 - y0)))
-    return [(t.to_image(pts), sc) for t, (pts, sc) in zip(batch, detector.predict_working(crops))]
-
-
-def finish_detections(detector, source, mpp: float, plan: SlidePlan, per_tile: Sequence[tuple],
-                      threshold: float | None, t_start: float, extra_info: dict | None = None):
-    """Merge per-tile detections (in ``plan.run`` order) into :class:`Detections` as
-    :meth:`Detector.detect_source` does: ownership rule, back to level-0 pixels, off-tissue
-    detections dropped, sorted by score, thresholded."""
-    from mitodet.inference.predictor import Detections
-    from mitodet.inference.tiling import merge_tile_detections
-    from mitodet.inference.tissue import KEEP_MARGIN_UM
-
-    thr = detector.threshold if threshold is None else float(threshold)
-    if not 0.0 <= thr <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
-    assert len(per_tile) == len(plan.run), "one result per tile run"
-    pts, sc = merge_tile_detections((t, p, s) for t, (p, s) in zip(plan.run, per_tile))
-    sx, sy = plan.working_to_level0
-    if len(pts):
-        pts = np.stack([(pts[:, 0] + 0.5) / sx - 0.5, (pts[:, 1] + 0.5) / sy - 0.5], axis=1)
-    n_off = 0
-    if plan.mask is not None and len(pts):
-        keep = plan.mask.contains(pts, margin_px=KEEP_MARGIN_UM / mpp)
-        n_off = int((~keep).sum())
-        pts, sc = pts[keep], sc[keep]
-    order = np.argsort(-sc, kind="stable")
-    info = {
-        "tiles": len(plan.tiles), "tiles_run": len(plan.run), "tiles_skipped": len(plan.tiles) - len(plan.run),
-        "tile_px": detector.tile_px, "overlap_px": detector.overlap_px, "working_mpp": detector.mpp,
-        "working_shape": list(plan.working_shape), "level": plan.level, "level_mpp": plan.level_mpp,
-        "n_off_tissue": n_off, "n_candidates": int(len(sc)), "seconds": time.perf_counter() - t_start,
-        **(extra_info or {}),
-    }
-    h0, w0 = source.shape
-    det = Detections(pts[order].reshape(-1, 2), sc[order], float(mpp), (int(h0), int(w0)), 0.0, plan.mask, info)
-    return det.above(thr)
+# ----------------------------------------------------------------------------- helpers
 
 
 def _count_tiles(detector, path: Path, mpp: float | None, reader: str) -> int | None:
@@ -196,12 +80,6 @@ def _count_tiles(detector, path: Path, mpp: float | None, reader: str) -> int | 
                                   detector.overlap_px))
     except Exception:
         return None
-
-
-def _failed(path: Path, name: str, exc: BaseException, t0: float) -> FileResult:
-    # the same message as the local path's
-    msg = str(exc) if str(path) in str(exc) else f"{path}: {type(exc).__name__}: {exc}"
-    return FileResult(path, name, "failed", error=msg, seconds=time.perf_counter() - t0)
 
 
 # ----------------------------------------------------------------------------- the actor
@@ -265,10 +143,9 @@ class _Worker:
             return process_file(self.detector, p, name, Path(out_dir), opts, settings, gt_points, gt_file,
                                 single_pair=single_pair, overwrite=overwrite)
         except Exception as exc:  # one bad file must not stop the batch
-            return _failed(p, name, exc, t0)
+            return failed_result(p, name, exc, t0)
 
-    def run_tiles(self, path: str, reader: str, level: int, scale: tuple[float, float],
-                  batches: list[list]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def run_tiles(self, path: str, reader: str, plan, batches: list[list]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Read and run ``batches`` of tiles of ``path``: ``[(points, scores)]`` per tile in order."""
         from mitodet.inference.slide import open_image
 
@@ -280,7 +157,7 @@ class _Worker:
             self._src_key = key
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for batch in batches:
-            out.extend(run_batch(self.detector, self._src, level, scale, batch))
+            out.extend(self.detector.run_batch(self._src, plan, batch))
         return out
 
     def close(self) -> None:
@@ -364,7 +241,13 @@ class RayDetectorPool:
                           else max(os.cpu_count() or 1, cpus_per_worker))
                 ray.init(num_cpus=n_cpus, include_dashboard=False)
             else:
-                ray.init(address=address)
+                where = address or os.environ.get("RAY_ADDRESS")
+                try:
+                    ray.init(address=address)
+                except (ConnectionError, TimeoutError, RuntimeError) as exc:
+                    raise ValueError(f"cannot reach the Ray cluster at {where!r} ({type(exc).__name__}: {exc}); "
+                                     "check the address (--address or RAY_ADDRESS) and that `ray status` works "
+                                     "on this machine, or leave both unset for a local cluster") from None
             self._started = True
         try:
             total = int(ray.cluster_resources().get("CPU", 0))
@@ -446,11 +329,12 @@ class RayDetectorPool:
             raise ValueError("the Ray backend reads images from files; an in-memory image has no path to send "
                              "(use Detector.detect_array)")
         t0 = time.perf_counter()
-        plan = plan_tiles(self.detector, source, mpp, tissue=tissue, thumbnail=thumbnail, tissue_mask=tissue_mask)
+        _check_threshold(threshold)
+        plan = self.detector.plan_tiles(source, mpp, tissue=tissue, thumbnail=thumbnail, tissue_mask=tissue_mask)
         per_batch = self._scatter(str(Path(source.path).absolute()), reader, plan, progress)
         per_tile = [r for b in per_batch for r in b]
-        return finish_detections(self.detector, source, mpp, plan, per_tile, threshold, t0,
-                                 {"backend": "ray", "ray_workers": self.num_workers})
+        return self.detector.merge(source, plan, per_tile, threshold=threshold, t_start=t0,
+                                   extra_info={"backend": "ray", "ray_workers": self.num_workers})
 
     def detect_path(self, path: str | os.PathLike[str], mpp: float | None = None, threshold: float | None = None,
                     tissue: str = "auto", progress: bool = False, reader: str = "auto"):
@@ -463,7 +347,7 @@ class RayDetectorPool:
             det.info.update(mpp_source=how, source=src.describe())
             return det
 
-    def _scatter(self, path: str, reader: str, plan: SlidePlan, progress: bool) -> list[list[tuple]]:
+    def _scatter(self, path: str, reader: str, plan: TilePlan, progress: bool) -> list[list[tuple]]:
         """Run ``plan.batches`` on the actors, two groups in flight per actor; per-batch results in order."""
         ray = self._ray
         nb = len(plan.batches)
@@ -473,6 +357,8 @@ class RayDetectorPool:
             raise RuntimeError("no Ray workers left (all died); see the Ray logs")
         # ~8 groups per worker balance the load; a group is at least one batch
         size = max(1, nb // (8 * len(self._actors)))
+        # what the workers need of the plan (level and scale), without the tile lists and the mask
+        plan_ref = ray.put(replace(plan, tiles=[], run=[], batches=[], mask=None))
         groups = deque((i, min(nb, i + size)) for i in range(0, nb, size))
         out: list[list[tuple] | None] = [None] * nb
         inflight: dict = {}
@@ -487,7 +373,7 @@ class RayDetectorPool:
                 for a in list(self._actors):
                     while groups and load.get(a, 0) < 2:
                         g = groups.popleft()
-                        ref = a.run_tiles.remote(path, reader, plan.level, plan.scale, plan.batches[g[0]:g[1]])
+                        ref = a.run_tiles.remote(path, reader, plan_ref, plan.batches[g[0]:g[1]])
                         inflight[ref] = (a, g)
                         load[a] = load.get(a, 0) + 1
                 if not inflight:
@@ -545,54 +431,18 @@ class RayDetectorPool:
         docstring); the arguments are those of ``detect_files`` plus ``tile_parallel_min_tiles``
         (None: never split a file)."""
         ray = self._ray
-        detector = self.detector
         min_tiles = _check_positive_int("tile_parallel_min_tiles", tile_parallel_min_tiles)
-        # --- the same checks, options and run key as detect_files (a rerun with either backend skips)
-        from mitodet.inference.predictor import TISSUE_MODES
-
-        if tissue not in TISSUE_MODES:
-            raise ValueError(f"tissue must be one of {TISSUE_MODES}, got {tissue!r}")
-        if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= float(threshold) <= 1.0):
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
-        if mpp is not None:
-            from mitodet.inference.slide import NO_PIXEL_SIZE, resolve_mpp
-
-            resolve_mpp("--mpp", NO_PIXEL_SIZE, mpp)
-        if not (math.isfinite(radius_um) and radius_um > 0):
-            raise ValueError(f"radius_um must be a positive number of micrometres, got {radius_um!r}")
-        if not (math.isfinite(field_area_mm2) and field_area_mm2 > 0):
-            raise ValueError(f"field_area_mm2 must be a positive area in mm^2, got {field_area_mm2!r}")
-        paths = list(paths)
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        inputs = collect_inputs(paths, recursive=recursive, exclude=[out])
-        if not inputs:
-            raise ValueError(f"no images found in {', '.join(str(p) for p in paths)}; mitodet reads PNG, JPEG, "
-                             "TIFF and whole-slide formats (SVS, NDPI, MRXS, ...)")
-        names = output_names(inputs)
-        gt_points = gt_file = None
-        if gt is not None:
-            from mitodet.evaluation.io import load_points
-
-            gt_points = load_points(gt)
-            gt_file = str(gt)
-        opts = _Options(mpp=mpp, threshold=threshold, field_area_mm2=float(field_area_mm2), tissue=tissue,
-                        heatmap=bool(heatmap), reader=reader, radius_um=float(radius_um), progress=progress)
+        # the same checks, options and run key as detect_files (a rerun with either backend skips)
+        plan = plan_batch(paths, out_dir, detector=self.detector, mpp=mpp, threshold=threshold, gt=gt,
+                          field_area_mm2=field_area_mm2, tissue=tissue, heatmap=heatmap, radius_um=radius_um,
+                          recursive=recursive, reader=reader, progress=progress)
+        inputs, names, out, opts, settings = plan.inputs, plan.names, plan.out_dir, plan.options, plan.settings
+        gt_points, gt_file, index_path = plan.gt_points, plan.gt_file, plan.index_path
         worker_opts = replace(opts, progress=False)  # no progress bars inside the workers
-        settings = {
-            "model": model_fingerprint(detector),
-            "threshold": detector.threshold if threshold is None else float(threshold),
-            "mpp": mpp, "tissue": tissue, "heatmap": bool(heatmap), "reader": reader,
-            "field_area_mm2": float(field_area_mm2), "radius_um": float(radius_um),
-            "tile_px": detector.tile_px, "overlap_px": detector.overlap_px, "flip_tta": detector.flip_tta,
-            "backend": getattr(detector, "backend", "torch"),
-            "gt": None if gt is None else _file_identity(Path(gt)),
-        }
         # --- spread the files
         single_pair = len(inputs) == 1
         gt_ref = ray.put(gt_points)
         out_abs = str(out.absolute())
-        index_path = out / INDEX_NAME
         results: list[FileResult | None] = [None] * len(inputs)
         say = log or _quiet
         say_err = log_error or log or _quiet
@@ -619,7 +469,7 @@ class RayDetectorPool:
                 return process_file(_SplitDetector(self, reader), inputs[i], names[i], out, opts, settings,
                                     gt_points, gt_file, single_pair=single_pair, overwrite=overwrite)
             except Exception as exc:
-                return _failed(inputs[i], names[i], exc, t0)
+                return failed_result(inputs[i], names[i], exc, t0)
 
         pending = deque(range(len(inputs)))
         tries = [0] * len(inputs)
@@ -648,7 +498,7 @@ class RayDetectorPool:
                     try:
                         r = ray.get(ref)
                     except ray.exceptions.RayTaskError as exc:  # process() returns failures; this is a bug
-                        r = _failed(inputs[i], names[i], _cause(exc), time.perf_counter())
+                        r = failed_result(inputs[i], names[i], _cause(exc), time.perf_counter())
                     except ray.exceptions.RayError as exc:  # the worker died (node lost, process killed)
                         self._replace(a)
                         tries[i] += 1
@@ -728,5 +578,4 @@ def detect_files_ray(
         return pool.detect_files(paths, out_dir, tile_parallel_min_tiles=tile_parallel_min_tiles, **options)
 
 
-__all__ = ["RAY_INSTALL_HINT", "DEFAULT_TILE_PARALLEL_MIN_TILES", "import_ray", "SlidePlan", "plan_tiles",
-           "run_batch", "finish_detections", "RayDetectorPool", "detect_files_ray"]
+__all__ = ["RAY_INSTALL_HINT", "DEFAULT_TILE_PARALLEL_MIN_TILES", "import_ray", "RayDetectorPool", "detect_files_ray"]

@@ -733,7 +733,7 @@ def read_thumbnail(source: ImageSource, max_side: int = 4096, chunk_bytes: int =
     else:
         level = best_level(source, min(w0 / tw, h0 / th))
     wl, hl = source.level_dimensions[level]
-    fx, fy = wl / tw, hl / th  # level pixels per thumbnail pixel
+    fy = hl / th  # level pixels per thumbnail pixel (rows)
     rows_per_chunk = max(1, int(chunk_bytes // max(1, wl * 3 * fy)))
     out = np.empty((th, tw, 3), dtype=np.uint8)
     for r0 in range(0, th, rows_per_chunk):

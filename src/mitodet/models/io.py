@@ -45,10 +45,17 @@ def read_model_config(model_dir: str | Path) -> tuple[ModelConfig, dict[str, Any
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: a mitodet model folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
     try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); re-export the model with mitodet") from exc
-    return model_config_from_dict(doc["model"]), doc.get("extra", {})
+    if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
+        raise ValueError(f"{path} has no 'model' settings object: it is not a mitodet model config; re-export "
+                         "the model with mitodet (mitodet train writes one into OUT/model)")
+    try:
+        cfg = model_config_from_dict(doc["model"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: invalid model settings ({exc}); re-export the model with mitodet") from None
+    return cfg, doc.get("extra", {})
 
 
 def load_detector(model_dir: str | Path, map_location: str = "cpu"):
@@ -65,7 +72,11 @@ def load_detector(model_dir: str | Path, map_location: str = "cpu"):
         raise FileNotFoundError(f"{weights} not found beside {CONFIG_NAME}")
     model = build_detector(cfg.replace(weights_backbone=None))
     model.config = cfg
-    state = load_file(str(weights), device=map_location)
+    try:
+        state = load_file(str(weights), device=map_location)
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError) on a damaged file
+        raise ValueError(f"{weights} cannot be read as safetensors ({type(exc).__name__}: {exc}); the file is "
+                         "damaged or incomplete: copy it again or re-export the model") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:

@@ -40,7 +40,7 @@ def batch(tmp_path_factory, tiny_model_dir):
     import torch
     from PIL import Image
 
-    from conftest import write_bad_corpus
+    from bad_inputs import write_bad_corpus
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("detect_cli")

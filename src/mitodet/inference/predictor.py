@@ -26,6 +26,7 @@ import torch
 from mitodet.data import transforms as T
 from mitodet.data.sampler import boxes_to_points
 from mitodet.inference.tiling import Tile, make_tiles, merge_tile_detections
+from mitodet.runtime import keep_freed_memory
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "weights" / "rdlm-cpu"
 
@@ -99,7 +100,7 @@ class Detector:
             by matching detections (test-time augmentation; ~2x slower).
         model_dir: where the model was loaded from (recorded in summaries).
         backend: ``"torch"`` (default) or ``"onnx"``: the encoder and neck run in ONNX Runtime
-            (the ``onnx`` extra), the heads in torch; 1.3x faster per HPF in
+            (the ``onnx`` extra), the heads in torch; 1.25x faster per HPF in
             ``benchmarks/speed.py``, outputs within 1e-5 of torch's (``tests/inference/test_fastpath.py``).
     """
 
@@ -108,6 +109,7 @@ class Detector:
                  backend: str = "torch") -> None:
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        keep_freed_memory()  # glibc reuses freed tensors: 1.56x per HPF in benchmarks/speed.py (mitodet.runtime)
         self.torch_model = model.eval()  # the GLB heat-map needs the torch neck
         self.backend = backend
         if backend == "onnx":

@@ -8,7 +8,8 @@ A large image (a whole-slide image or a big high-power field) is processed in ti
   exactly one core;
 * the **read** box: the core grown by ``overlap // 2`` pixels on its left/top side and
   ``overlap - overlap // 2`` on its right/bottom side, clipped to the image. This is the
-  region the detector sees; an interior read box is exactly ``tile_size`` pixels wide.
+  region the detector sees; it is at most ``tile_size`` pixels wide (cores are at most
+  ``tile_size - overlap``, split evenly, so reads are often a little smaller).
 
 A detection belongs to the tile whose core holds its centre (:func:`owned_mask`,
 :func:`assign_to_tiles`), so after :func:`merge_tile_detections` no detection is counted

@@ -222,8 +222,8 @@ def ordering_verdict(presets: list[str], results: dict[str, list[dict]]) -> str:
                    "pairs in the paper's order), but with one seed per preset there is no estimate of the seed "
                    "noise, so this says nothing about whether the differences are real.")
     elif holds and all(real):
-        verdict = (f"The paper's ordering holds here, and every adjacent margin exceeds twice its standard error "
-                   f"over seeds.")
+        verdict = ("The paper's ordering holds here, and every adjacent margin exceeds twice its standard error "
+                   "over seeds.")
     elif holds:
         verdict = (f"The paper's ordering holds here in the means, but {sum(not r for r in real)} of {len(real)} "
                    "adjacent margins are within seed noise (twice the standard error of the difference of means), "

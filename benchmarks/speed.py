@@ -17,6 +17,14 @@ forward and an ONNX Runtime backbone (when ``onnxruntime`` is installed), each s
 of the previous one, with its time ratio and a check that the detections above the
 operating threshold are unchanged (matched within 1 px and 0.001 in score).
 
+Parts 1 and 2 run as mitodet runs, with glibc keeping freed memory for reuse
+(:func:`mitodet.runtime.keep_freed_memory`, set before anything is timed). Part 3 measures
+that setting on its own: the shipped model with ``Detector``'s defaults on the same input,
+in fresh processes with and without it (``MITODET_MALLOC=system``), alternating, with the
+minor page faults and kernel CPU time per HPF. (It must be a fresh process: a process whose
+heap was shaped by the C library's defaults does not behave like one that started with the
+setting.)
+
 Random weights give the same backbone cost as trained ones; the proposal and detection
 counts (so the RoI-head cost) can differ, and a random model has no detections above the
 threshold, so the detection check is only informative with a trained ``--model``.
@@ -30,7 +38,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from mitodet.runtime import MALLOC_ENV
 
 from _common import DOCS, HPF_MM2, HPF_MPP, HPF_PX, command_line, environment_line, hpf_equivalents, median_time, \
     write_doc
@@ -166,6 +180,69 @@ def describe_change(c: dict) -> str:
     return ("same: " if c["same"] else "CHANGED: ") + txt
 
 
+# ----------------------------------------------------------------------------- part 3
+def _proc_counters() -> tuple[int, float]:
+    """(minor page faults, kernel CPU seconds) of this process so far."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[7]), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
+def alloc_child(args) -> int:
+    """In a fresh process: the shipped model with Detector's defaults, timed on the input."""
+    torch.set_num_threads(args.threads)
+    from mitodet.inference.predictor import Detector
+    from mitodet.runtime import malloc_state
+
+    from mitodet.inference.predictor import DEFAULT_MODEL_DIR
+    from mitodet.models import build_detector
+
+    images, _ = load_inputs(args.image, args.quick)
+    model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
+    if (model_dir / "model.safetensors").is_file():
+        det = Detector.load(model_dir, tile_px=args.tile)
+    else:  # as parts 1 and 2: a random rdlm-cpu when the shipped model is missing
+        det = Detector(build_detector("rdlm-cpu"), tile_px=args.tile)
+
+    def fn():
+        return [det.detect_array(im, mpp, threshold=0.0) for _, im, mpp in images]
+
+    fn()  # warm-up
+    f0, k0 = _proc_counters()
+    t, _ = median_time(fn, args.repeats)
+    f1, k1 = _proc_counters()
+    print(json.dumps({"s": t, "faults": (f1 - f0) / args.repeats, "sys_s": (k1 - k0) / args.repeats,
+                      "malloc": malloc_state()}))
+    return 0
+
+
+def allocator_ab(args, n_hpf: float) -> list[tuple[str, float, float, float, str]]:
+    """Part 3: [(setting, s / HPF, faults / HPF, kernel s / HPF, state)] from fresh processes."""
+    runs: dict[str, list[dict]] = {"system": [], "keep": []}
+    for _ in range(1 if args.quick else args.repeats):
+        for mode in ("system", "keep"):
+            env = dict(os.environ)
+            env.pop(MALLOC_ENV, None)
+            if mode == "system":
+                env[MALLOC_ENV] = "system"
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--_alloc-child", "--threads", str(args.threads),
+                   "--image", args.image, "--tile", str(args.tile), "--repeats", str(args.repeats)]
+            cmd += ["--model", str(args.model)] if args.model else []
+            cmd += ["--quick"] if args.quick else []
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                raise RuntimeError(f"the allocator run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            runs[mode].append(json.loads(lines[-1]))
+    out = []
+    for mode, label in (("system", "C library defaults (`MITODET_MALLOC=system`)"),
+                        ("keep", "glibc keeps freed memory (mitodet's default)")):
+        rs = runs[mode]
+        med = statistics.median
+        out.append((label, med(r["s"] for r in rs) / n_hpf, med(r["faults"] for r in rs) / n_hpf,
+                    med(r["sys_s"] for r in rs) / n_hpf, rs[0]["malloc"]))
+    return out
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -185,7 +262,12 @@ def main(argv=None) -> int:
                     help=f"markdown file to write (full mode default: {DOCS / 'speed.md'}; quick mode: none)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: one 512 x 512 crop, 1 repeat, all stages (< 1 min)")
+    ap.add_argument("--_alloc-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args._alloc_child:
+        if args.quick:
+            args.repeats = 1
+        return alloc_child(args)
     if args.quick:
         args.repeats = 1
     elif args.out is None:
@@ -204,6 +286,9 @@ def main(argv=None) -> int:
     from mitodet.inference.predictor import DEFAULT_MODEL_DIR, Detector
     from mitodet.models import build_detector, load_detector
     from mitodet.models.builder import count_parameters
+    from mitodet.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as Detector does; part 3 measures it on its own
 
     images, input_desc = load_inputs(args.image, args.quick)
     n_hpf = sum(hpf_equivalents(im.shape[:2], mpp) for _, im, mpp in images)
@@ -361,6 +446,22 @@ def main(argv=None) -> int:
     emit()
     emit("x > 1 is faster. 'top-20 candidates' compares every candidate scoring at least the baseline's 20th best "
          "score on each image, to show changes that the threshold would hide.")
+    emit()
+    # ------------------------------------------------------------------ part 3
+    emit("## Allocator: glibc keeping freed memory")
+    emit()
+    emit(f"The shipped model with `Detector`'s defaults (inference mode, 4 tiles per forward, {args.tile} px tiles) on "
+         f"the same input, in fresh processes, alternating the two settings; median of "
+         f"{1 if args.quick else args.repeats} process(es) per setting, each the median of {args.repeats} run(s) "
+         "after a warm-up. Page faults and kernel time are per HPF-equivalent.")
+    emit()
+    emit("| allocator | s / HPF | x vs C library defaults | minor page faults / HPF | kernel CPU s / HPF |")
+    emit("|---|---:|---:|---:|---:|")
+    ab = allocator_ab(args, n_hpf)
+    for label, s_hpf, faults, sys_s, _ in ab:
+        emit(f"| {label} | {s_hpf:.3f} | {ab[0][1] / s_hpf:.2f} | {faults:,.0f} | {sys_s:.2f} |")
+    emit()
+    emit(f"Setting in the second process: {ab[1][4]}.")
     emit()
     emit(f"Total benchmark time: {time.perf_counter() - t_start:.0f} s.")
     write_doc(args.out, "Inference speed on CPU", "\n".join(lines))

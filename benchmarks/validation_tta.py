@@ -16,7 +16,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 
 
 def main(argv=None) -> int:

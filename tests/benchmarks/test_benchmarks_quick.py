@@ -45,12 +45,15 @@ def test_speed_quick():
     for step in ("baseline", "inference_mode", "fewer proposals", "channels-last", "4 tiles per forward"):
         assert step in out
     assert "GFLOP/s**" in out  # the matmul peak
+    assert "| allocator | s / HPF | x vs C library defaults | minor page faults / HPF |" in out
+    assert "| glibc keeps freed memory (mitodet's default) |" in out
 
 
 def test_scaling_quick():
     out = run_quick("scaling.py")
-    assert "| HPF-equivalents | side (px) | levels | write s | tiles run | detect s | s / HPF |" in out
+    assert "| HPF-equivalents | side (px) | levels | write s | tiles run | detect s (median) | range of runs (s) |" in out
     assert "| 1 | 512 |" in out and "| 4 | 1024 |" in out
+    assert "Allocator: " in out
     assert "Memory is **" in out
 
 

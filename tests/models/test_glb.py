@@ -1,6 +1,5 @@
 """The GLB neck: shapes per FPN level, and the calibration add really happens."""
 
-from collections import OrderedDict
 
 import pytest
 import torch

@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tile-px", type=int, default=512, metavar="PX",
                    help="tile side at the model's working resolution (default 512)")
     p.add_argument("--onnx", action="store_true",
-                   help="run the encoder and neck in ONNX Runtime (needs the 'onnx' extra; about 1.3x faster)")
+                   help="run the encoder and neck in ONNX Runtime (needs the 'onnx' extra; about 1.25x faster)")
     p.add_argument("--flip-tta", action="store_true",
                    help="test-time augmentation: also run each tile mirrored and average the scores "
                         "(about 2x slower; on the MITOS-ATYPIA-14 frames it removed 3 of 10 false "

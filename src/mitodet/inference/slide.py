@@ -323,10 +323,10 @@ class TiffSlide(ImageSource):
     Levels are tifffile's ``series[0].levels`` (SubIFD pyramids, OME pyramids, SVS, and
     reduced-resolution pages). Decoded tiles are kept in a least-recently-used cache of at
     most ``cache_bytes``, so neighbouring, overlapping reads decode each tile about once.
-    Decoding is cheap next to the network (a 64-HPF zlib slide: 0.8-1.2 s of reads for
-    361 tiles whatever the cache from 8 to 128 MB, against ~145 s of forward passes), so the
-    default cache is small: 32 MB, which holds a row of 256-px tiles across a slide about
-    40,000 px wide at the level read.
+    Tiles are read row by row, so the cache only has to keep the tiles shared by two rows of
+    reads: 32 MB holds a row of 256-px RGB tiles across a slide about 40,000 px wide at the
+    level read; on wider slides the shared tiles are decoded twice, which costs decoding
+    time, not memory.
     """
 
     def __init__(self, path: str | Path, cache_bytes: int = 32 * 2**20) -> None:

@@ -190,11 +190,9 @@ def _proc_counters() -> tuple[int, float]:
 def alloc_child(args) -> int:
     """In a fresh process: the shipped model with Detector's defaults, timed on the input."""
     torch.set_num_threads(args.threads)
-    from mitodet.inference.predictor import Detector
-    from mitodet.runtime import malloc_state
-
-    from mitodet.inference.predictor import DEFAULT_MODEL_DIR
+    from mitodet.inference.predictor import DEFAULT_MODEL_DIR, Detector
     from mitodet.models import build_detector
+    from mitodet.runtime import malloc_state
 
     images, _ = load_inputs(args.image, args.quick)
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
@@ -457,7 +455,11 @@ def main(argv=None) -> int:
     emit()
     emit("| allocator | s / HPF | x vs C library defaults | minor page faults / HPF | kernel CPU s / HPF |")
     emit("|---|---:|---:|---:|---:|")
-    ab = allocator_ab(args, n_hpf)
+    try:
+        ab = allocator_ab(args, n_hpf)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     for label, s_hpf, faults, sys_s, _ in ab:
         emit(f"| {label} | {s_hpf:.3f} | {ab[0][1] / s_hpf:.2f} | {faults:,.0f} | {sys_s:.2f} |")
     emit()

@@ -46,8 +46,10 @@ def keep_freed_memory(force: bool = False) -> bool:
     """Make glibc keep freed blocks of up to 1 GiB for reuse instead of unmapping them.
 
     Args:
-        force: apply it even when ``MITODET_MALLOC=system`` is set (benchmarks that
-            measure both settings in one process).
+        force: apply it even when ``MITODET_MALLOC=system`` is set.
+
+    Call it early: a process whose heap was already shaped by glibc's defaults may gain
+    little (``benchmarks/speed.py`` measures the setting in fresh processes for that reason).
 
     Returns:
         True when glibc's thresholds are set now (or were already), False when nothing

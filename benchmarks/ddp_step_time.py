@@ -15,10 +15,12 @@ step. The table states the size of that all-reduce.
 
 Usage: python benchmarks/ddp_step_time.py [--preset rdlm-cpu] [--crop-px 112] [--batch-size 8]
        [--iterations 25] [--warmup 5] [--nproc 2] [--threads 2] [--work DIR] [--out FILE] [--quick]
---quick: crop 64, global batch 2, 6 iterations, no `single-small` row (under a minute), writes no docs.
+--quick: crop 64, global batch 2, 6 iterations, no `single-small` or `single-glibc-defaults` row (under a minute), writes no docs.
 
-Rows: ``single`` (1 process x T threads), ``single-small`` (1 process x T/N threads: what
-one rank has, alone) and ``ddp`` (N processes x T/N threads).
+Rows: ``single`` (1 process x T threads), ``single-glibc-defaults`` (the same with
+``MITODET_MALLOC=system``: what :func:`mitodet.runtime.keep_freed_memory` gains in training),
+``single-small`` (1 process x T/N threads: what one rank has, alone) and ``ddp`` (N processes
+x T/N threads).
 """
 
 from __future__ import annotations
@@ -63,8 +65,10 @@ def step_times(out: Path, warmup: int) -> list[float]:
     return [el[i] - el[i - 1] for i in its if i - 1 in el]
 
 
-def run_training(cmd: list[str], threads_per_process: int) -> float:
+def run_training(cmd: list[str], threads_per_process: int, extra_env: dict | None = None) -> float:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_process), PYTHONWARNINGS="ignore")
+    env.pop("MITODET_MALLOC", None)
+    env.update(extra_env or {})
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     t = time.perf_counter()
@@ -117,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     train = {"preset": args.preset, "model_overrides": overrides, "iterations": args.iterations,
              "batch_size": args.batch_size, "lr": 0.01, "warmup_iters": 0, "val_every": 10 ** 6,
              "checkpoint_every": 10 ** 6, "log_every": 1, "seed": 0, "sampler": {"crop_px": args.crop_px}}
-    plan = [("single", 1, args.threads), ("ddp", args.nproc, per_rank_threads)]
+    plan = [("single", 1, args.threads, {}), ("ddp", args.nproc, per_rank_threads, {})]
     if not args.quick and per_rank_threads != args.threads:  # one rank's share of the cores, alone
-        plan.insert(1, ("single-small", 1, per_rank_threads))
+        plan.insert(1, ("single-small", 1, per_rank_threads, {}))
+    if not args.quick:  # the same as `single` with glibc's default allocator (see mitodet.runtime)
+        plan.insert(1, ("single-glibc-defaults", 1, args.threads, {"MITODET_MALLOC": "system"}))
     runs = {}
-    for name, nproc, threads in plan:
+    for name, nproc, threads, extra_env in plan:
         cfg = work / f"{name}.json"
         cfg.write_text(json.dumps({"train": {**train, "threads": threads}, "data": str(spec)}))
         out = work / name
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
                    "-m", "mitodet.cli", *cli]
         print(f"running {name}: {nproc} process(es) x {threads} thread(s) ...", flush=True)
-        wall = run_training(cmd, threads)
+        wall = run_training(cmd, threads, extra_env)
         runs[name] = (nproc, threads, step_times(out, args.warmup), wall)
 
     n_params = trainable_parameters(args.preset, overrides)
@@ -156,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"{args.batch_size / med:.1f} | {base / med:.2f} | {wall:.1f} |")
     lines += [
         "",
-        "x > 1: DDP is faster. Each step, DDP all-reduces the gradients of the "
+        "x > 1: faster than `single`. `single-glibc-defaults` is `single` with `MITODET_MALLOC=system` (glibc's "
+        "default allocator thresholds instead of mitodet's `keep_freed_memory`). Each step, DDP all-reduces the "
+        "gradients of the "
         f"{n_params:,} trainable parameters ({mb:.1f} MiB in float32, in buckets of at most 25 MiB); a ring "
         f"all-reduce sends about 2 (N-1)/N x {mb:.1f} MiB = {2 * (args.nproc - 1) / args.nproc * mb:.1f} MiB per "
         "process per step, plus one 7-float all-reduce (the 4 loss terms, their sum, a non-finite count and a "

@@ -37,6 +37,24 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def self_stat() -> list[str]:
+    """The fields of /proc/self/stat after the command name (0: state, 7: minor faults,
+    11: user ticks, 12: kernel ticks)."""
+    return Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def shipped_detector(model: str | os.PathLike | None = None, **kwargs):
+    """``(Detector, description)``: the model folder ``model`` (default: the bundled model),
+    or a random ``rdlm-cpu`` when it has no weights (timing only: same architecture)."""
+    from mitodet.inference.predictor import DEFAULT_MODEL_DIR, Detector
+    from mitodet.models import build_detector
+
+    model_dir = Path(model) if model else DEFAULT_MODEL_DIR
+    if (model_dir / "model.safetensors").is_file():
+        return Detector.load(model_dir, **kwargs), str(model_dir)
+    return Detector(build_detector("rdlm-cpu"), **kwargs), "random rdlm-cpu (shipped model missing)"
+
+
 def other_cpu_busy(seconds: float = 1.0) -> float | None:
     """Cores kept busy by OTHER processes over ``seconds`` (this process is idle meanwhile).
 
@@ -48,7 +66,7 @@ def other_cpu_busy(seconds: float = 1.0) -> float | None:
         return sum(f) - f[3] - (f[4] if len(f) > 4 else 0)  # all minus idle and iowait
 
     def own() -> int:
-        f = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        f = self_stat()
         return int(f[11]) + int(f[12])  # utime + stime
 
     try:

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import DOCS, HPF_MPP, HPF_PX, command_line, environment_line, write_doc
+from _common import DOCS, HPF_MPP, HPF_PX, command_line, environment_line, shipped_detector, write_doc
 
 TILE = 256
 TIME_TOL = 0.25
@@ -140,16 +140,10 @@ def child(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from mitodet.inference.predictor import DEFAULT_MODEL_DIR, Detector
-    from mitodet.models import build_detector
     from mitodet.runtime import malloc_state
 
     t0 = time.perf_counter()
-    model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
-    if (model_dir / "model.safetensors").is_file():
-        det, model_note = Detector.load(model_dir), f"{model_dir}"
-    else:
-        det, model_note = Detector(build_detector("rdlm-cpu")), "random rdlm-cpu (shipped model missing)"
+    det, model_note = shipped_detector(args.model)
     if not hasattr(det, "detect_path"):
         print(json.dumps({"error": "Detector.detect_path does not exist yet: the WSI path is not available"}))
         return 3

@@ -54,7 +54,7 @@ import torch
 from mitodet.runtime import MALLOC_ENV
 
 from _common import DOCS, HPF_MM2, HPF_MPP, HPF_PX, command_line, environment_line, hpf_equivalents, median_time, \
-    write_doc
+    self_stat, shipped_detector, write_doc
 
 TOL_PX = 1.0       # detections of two runs are "the same" within this distance (input pixels) ...
 TOL_SCORE = 1e-3   # ... and this score difference
@@ -183,23 +183,17 @@ def describe_change(c: dict) -> str:
 # ----------------------------------------------------------------------------- part 3
 def _proc_counters() -> tuple[int, float]:
     """(minor page faults, kernel CPU seconds) of this process so far."""
-    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    fields = self_stat()
     return int(fields[7]), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
 def alloc_child(args) -> int:
     """In a fresh process: the shipped model with Detector's defaults, timed on the input."""
     torch.set_num_threads(args.threads)
-    from mitodet.inference.predictor import DEFAULT_MODEL_DIR, Detector
-    from mitodet.models import build_detector
     from mitodet.runtime import malloc_state
 
     images, _ = load_inputs(args.image, args.quick)
-    model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
-    if (model_dir / "model.safetensors").is_file():
-        det = Detector.load(model_dir, tile_px=args.tile)
-    else:  # as parts 1 and 2: a random rdlm-cpu when the shipped model is missing
-        det = Detector(build_detector("rdlm-cpu"), tile_px=args.tile)
+    det, _ = shipped_detector(args.model, tile_px=args.tile)  # as parts 1 and 2: random when missing
 
     def fn():
         return [det.detect_array(im, mpp, threshold=0.0) for _, im, mpp in images]

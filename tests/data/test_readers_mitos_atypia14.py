@@ -59,13 +59,17 @@ def test_positive_min_confidence_demotes_low_confidence_mitoses(shared_data: Pat
 
 
 @pytest.mark.data
-def test_two_real_frames(shared_data: Path) -> None:
+def test_three_real_frames(shared_data: Path) -> None:
     records = read_mitos_atypia14(shared_data / "mitos_atypia14", require_images=True)
     by_frame = {r.extra["frame"]: r for r in records}
-    assert sorted(by_frame) == ["A03_00Ab", "A03_03Ab"]
-    a00, a03 = by_frame["A03_00Ab"], by_frame["A03_03Ab"]
+    assert sorted(by_frame) == ["A03_00Ab", "A03_03Ab", "A05_00Aa"]
+    a00, a03, a05 = by_frame["A03_00Ab"], by_frame["A03_03Ab"], by_frame["A05_00Aa"]
     assert (len(a03.mitoses), len(a03.hard_negatives)) == (6, 0)
     assert (len(a00.mitoses), len(a00.hard_negatives)) == (1, 7)
+    # A05_00Aa_mitosis.csv is "1107,644,1.0"; its not-mitosis file "1251,683,0.2"
+    assert (len(a05.mitoses), len(a05.hard_negatives)) == (1, 1) and a05.slide == "A05"
+    np.testing.assert_array_equal(a05.mitoses[0], [1107.0, 644.0])
+    np.testing.assert_array_equal(a05.hard_negatives[0], [1251.0, 683.0])
     # first row of A03_00Ab_mitosis.csv is "476,394,0.65": x = column, y = row
     np.testing.assert_array_equal(a00.mitoses[0], [476.0, 394.0])
     assert a00.scores[0] == 0.65

@@ -33,6 +33,8 @@ def test_summary_prints_one_line_per_set(shared_data: Path, capsys) -> None:
     assert lines["mitos_atypia14_labels"][2:6] == ["1200", "749", "2884", "11"]
     assert lines["midogpp"][2:5] == ["553", "11937", "14349"]
     assert lines["amibr"][2] == "3720"
+    assert lines["mitos_atypia14"][2:6] == ["3", "8", "8", "2"]  # A03_00Ab, A03_03Ab, A05_00Aa
+    assert "icpr12_patches" not in lines  # withdrawn
 
 
 def test_summary_with_missing_root(tmp_path: Path, capsys) -> None:

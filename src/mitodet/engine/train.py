@@ -62,6 +62,9 @@ class TrainConfig:
     radius_um: float = 8.0
     seed: int = 0
     threads: int = 0
+    #: also save the model at every validation (``<out>/snapshots/it<N>``), so that a later,
+    #: slower criterion (``mitodet validate``'s whole-field F1) can pick the checkpoint
+    snapshots: bool = False
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
@@ -384,6 +387,9 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
         res = validate(model, val_crops, model_cfg.mpp, cfg.radius_um)
         res.update(iteration=it, kind="val")
         _jsonl(metrics, res)
+        if cfg.snapshots:
+            save_detector(model, out / "snapshots" / f"it{it:06d}",
+                          model_cfg.replace(score_threshold=round(res["val_threshold"], 4)), extra={"validation": res})
         if res["val_f1"] > best["val_f1"]:
             best = res
             save_detector(model, out / "best", model_cfg.replace(score_threshold=round(res["val_threshold"], 4)),

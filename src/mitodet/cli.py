@@ -13,6 +13,8 @@ COMMAND_MODULES = (
     "mitodet.commands.presets",
     "mitodet.commands.detect",
     "mitodet.commands.train",
+    "mitodet.commands.rescorer",
+    "mitodet.commands.validate",
     "mitodet.evaluation.cli",
 )
 

@@ -76,6 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="tile side at the model's working resolution (default 512)")
     p.add_argument("--onnx", action="store_true",
                    help="run the encoder and neck in ONNX Runtime (needs the 'onnx' extra; about 1.25x faster)")
+    p.add_argument("--no-second-stage", action="store_true",
+                   help="run the detector alone: skip the model's second stage (the CNN that re-scores each "
+                        "candidate at native resolution), and use the detector's own threshold")
     p.add_argument("--flip-tta", action="store_true",
                    help="test-time augmentation: also run each tile mirrored and average the scores "
                         "(about 2x slower; on the MITOS-ATYPIA-14 frames it removed 3 of 10 false "
@@ -137,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        detector = Detector.load(args.model, tile_px=args.tile_px, batch_size=args.batch_size,
+        detector = Detector.load(args.model, second_stage=not args.no_second_stage, tile_px=args.tile_px,
+                                batch_size=args.batch_size,
                                 flip_tta=args.flip_tta, backend="onnx" if args.onnx else "torch")
     except (FileNotFoundError, ValueError, ImportError) as exc:
         return _fail(str(exc))

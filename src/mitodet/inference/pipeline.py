@@ -185,14 +185,22 @@ def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
 
 
 def model_fingerprint(detector) -> str:
-    """SHA-256 (16 hex) of the model's weights and config."""
+    """SHA-256 (16 hex) of the model's weights and config, and of its second stage when it runs one."""
+    from dataclasses import asdict
+
     from mitodet.config import to_dict
 
     h = hashlib.sha256()
     h.update(json.dumps(to_dict(detector.config), sort_keys=True, default=str).encode())
-    for k, v in detector.model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    modules = [detector.model]
+    rescorer = getattr(detector, "rescorer", None)
+    if rescorer is not None:
+        h.update(json.dumps(asdict(rescorer.config), sort_keys=True).encode())
+        modules.append(rescorer)
+    for module in modules:
+        for k, v in module.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -324,7 +332,7 @@ def process_file(detector, path: Path, name: str, out_dir: Path, opts: _Options,
         kind = src.kind
         source_info = src.describe()
         full = src.in_memory()
-    write_csv(paths["csv"], det.points, det.scores, mpp)
+    write_csv(paths["csv"], det.points, det.scores, mpp, first_scores=det.first_scores)
     write_geojson(paths["geojson"], det.points, det.scores)
     write_midog_json(paths["midog"], det.points, det.scores, mpp)
     written = [paths[k].name for k in ("csv", "geojson", "midog")]
@@ -385,6 +393,10 @@ def process_file(detector, path: Path, name: str, out_dir: Path, opts: _Options,
         "mpp_source": mpp_source,
         "model": {"dir": None if detector.model_dir is None else str(detector.model_dir),
                   "preset": detector.config.preset, "working_mpp": detector.mpp,
+                  "second_stage": (None if getattr(detector, "rescorer", None) is None
+                                   else {"patch_px": detector.rescorer.config.patch_px,
+                                         "mpp": detector.rescorer.config.mpp,
+                                         "combine": detector.rescorer.config.combine}),
                   "fingerprint": settings.get("model")},
         "detection": det.info,
         "tissue": (mask.to_dict(mpp) if mask is not None else

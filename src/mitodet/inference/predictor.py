@@ -48,7 +48,10 @@ class Detections:
         tissue: the tissue mask used (:class:`~mitodet.inference.tissue.TissueMask`), or None
             when the whole image counted as tissue.
         info: how the run went: ``tiles``, ``tiles_run``, ``tiles_skipped``, ``level``,
-            ``level_mpp``, ``n_off_tissue`` (detections dropped off the tissue), ``seconds``...
+            ``level_mpp``, ``n_off_tissue`` (detections dropped off the tissue), ``seconds``,
+            and with a second stage ``n_first_stage`` and ``second_stage_seconds``...
+        first_scores: (N,) the first stage's (detector's) scores when a second stage
+            re-scored the candidates (``scores`` are then the combined scores), else None.
     """
 
     points: np.ndarray
@@ -58,11 +61,13 @@ class Detections:
     threshold: float
     tissue: Any = None
     info: dict = field(default_factory=dict, compare=False)
+    first_scores: np.ndarray | None = field(default=None, compare=False)
 
     def above(self, threshold: float) -> "Detections":
         keep = self.scores >= threshold
+        first = None if self.first_scores is None else self.first_scores[keep]
         return replace(self, points=self.points[keep], scores=self.scores[keep],
-                       threshold=max(threshold, self.threshold))
+                       threshold=max(threshold, self.threshold), first_scores=first)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -99,6 +104,10 @@ class Detector:
         flip_tta: also run the horizontally flipped tile and average the two score maps
             by matching detections (test-time augmentation; ~2x slower).
         model_dir: where the model was loaded from (recorded in summaries).
+        rescorer: a second stage (:class:`~mitodet.models.rescorer.Rescorer`) that re-scores
+            every candidate on a native-resolution patch; its config's ``threshold`` is then
+            the operating threshold (``threshold`` overrides it). :meth:`load` adds the one
+            stored in the model folder unless ``second_stage=False``.
         backend: ``"torch"`` (default) or ``"onnx"``: the encoder and neck run in ONNX Runtime
             (the ``onnx`` extra), the heads in torch; 1.25x faster per HPF in
             ``benchmarks/speed.py``, outputs within 1e-5 of torch's (``tests/inference/test_fastpath.py``).
@@ -106,7 +115,7 @@ class Detector:
 
     def __init__(self, model, threshold: float | None = None, tile_px: int = 512, overlap_px: int | None = None,
                  batch_size: int = 4, flip_tta: bool = False, model_dir: str | Path | None = None,
-                 backend: str = "torch") -> None:
+                 backend: str = "torch", rescorer=None) -> None:
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         keep_freed_memory()  # glibc reuses freed tensors: 1.56x per HPF in benchmarks/speed.py (mitodet.runtime)
@@ -122,7 +131,9 @@ class Detector:
             model = with_onnx_backbone(model)
         self.model = model.eval()
         self.config = model.config
-        self.threshold = float(self.config.score_threshold if threshold is None else threshold)
+        self.rescorer = None if rescorer is None else rescorer.eval()
+        stored = self.config.score_threshold if rescorer is None else rescorer.config.threshold
+        self.threshold = float(stored if threshold is None else threshold)
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
         self.tile_px = int(tile_px)
@@ -137,15 +148,20 @@ class Detector:
         self.model_dir = None if model_dir is None else Path(model_dir)
 
     @classmethod
-    def load(cls, model: str | Path | None = "default", **kwargs) -> "Detector":
+    def load(cls, model: str | Path | None = "default", second_stage: bool = True, **kwargs) -> "Detector":
         """Load the bundled model (``"default"``) or a model folder written by ``mitodet train``.
 
-        Keyword arguments go to :class:`Detector` (``threshold``, ``tile_px``, ``batch_size``...).
+        Args:
+            model: ``"default"`` or a model folder.
+            second_stage: run the folder's second stage (``rescorer/``) when it has one.
+            **kwargs: go to :class:`Detector` (``threshold``, ``tile_px``, ``batch_size``...).
         """
         from mitodet.models.io import load_detector
+        from mitodet.models.rescorer import has_rescorer, load_rescorer
 
         path = resolve_model_dir(model)
-        return cls(load_detector(path), model_dir=path, **kwargs)
+        rescorer = load_rescorer(path) if second_stage and has_rescorer(path) else None
+        return cls(load_detector(path), model_dir=path, rescorer=rescorer, **kwargs)
 
     @property
     def mpp(self) -> float:
@@ -321,6 +337,11 @@ class Detector:
             keep = plan.mask.contains(pts, margin_px=KEEP_MARGIN_UM / plan.mpp)
             n_off = int((~keep).sum())
             pts, sc = pts[keep], sc[keep]
+        first, t_second = None, 0.0
+        if self.rescorer is not None:
+            t2 = time.perf_counter()
+            pts, first, sc = self.rescore(source, pts, sc, plan.mpp)
+            t_second = time.perf_counter() - t2
         order = np.argsort(-sc, kind="stable")
         info = {
             "tiles": len(plan.tiles), "tiles_run": len(plan.run), "tiles_skipped": len(plan.tiles) - len(plan.run),
@@ -330,9 +351,27 @@ class Detector:
             "seconds": 0.0 if t_start is None else time.perf_counter() - t_start,
             **(extra_info or {}),
         }
+        if first is not None:
+            info.update(n_first_stage=int(len(first)), second_stage_seconds=t_second)
         h0, w0 = source.shape
-        det = Detections(pts[order].reshape(-1, 2), sc[order], plan.mpp, (int(h0), int(w0)), 0.0, plan.mask, info)
+        det = Detections(pts[order].reshape(-1, 2), sc[order], plan.mpp, (int(h0), int(w0)), 0.0, plan.mask, info,
+                         None if first is None else first[order])
         return det.above(thr)
+
+    def rescore(self, source, points: np.ndarray, scores: np.ndarray, mpp: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The second stage: candidates (level-0 ``points``, first-stage ``scores``) of ``source``
+        (level-0 pixel size ``mpp``) -> (points, first-stage scores, combined scores) of the
+        candidates scoring at least the rescorer's ``min_candidate_score``."""
+        from mitodet.models.rescorer import combine_scores, read_patches
+
+        cfg = self.rescorer.config
+        keep = scores >= cfg.min_candidate_score
+        points, scores = points[keep], scores[keep]
+        patches = read_patches(lambda x0, y0, x1, y1: source.read_region(0, (x0, y0, x1, y1)), source.shape,
+                               points, cfg.patch_px * cfg.mpp / mpp, cfg.patch_px)
+        second = self.rescorer.probabilities(patches)
+        return points, scores, combine_scores(scores, second, cfg.combine)
 
     @torch.inference_mode()
     def glb_activation(self, image: np.ndarray, mpp: float, layer: str = "vault",

@@ -101,7 +101,7 @@ def _portable(detector):
     return _DetectorSpec(detector.torch_model, dict(
         threshold=detector.threshold, tile_px=detector.tile_px, overlap_px=detector.overlap_px,
         batch_size=detector.batch_size, flip_tta=detector.flip_tta, model_dir=detector.model_dir,
-        backend=detector.backend))
+        backend=detector.backend, rescorer=detector.rescorer))
 
 
 @dataclass(frozen=True)

@@ -128,23 +128,28 @@ def _color(color: Sequence[int]) -> list[int]:
 
 
 def write_csv(path: str | os.PathLike[str], points_px: np.ndarray, scores: np.ndarray | None,
-              mpp: float) -> Path:
-    """Write detections as CSV with header ``x,y,score,x_um,y_um``.
+              mpp: float, first_scores: np.ndarray | None = None) -> Path:
+    """Write detections as CSV with header ``x,y,score,x_um,y_um`` (``,first_stage_score``).
 
     Args:
         path: output file.
         points_px: ``(N, 2)`` (x, y) in level-0 pixels.
         scores: ``(N,)`` scores, or None (the column is left empty).
         mpp: micrometres per level-0 pixel.
+        first_scores: ``(N,)`` the detector's own scores when a second stage re-scored the
+            detections (``score`` is then the final one); adds a ``first_stage_score`` column.
     """
     pts = _points(points_px)
     m = _mpp(mpp)
     sc = _scores(scores, len(pts))
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
-    wr.writerow(["x", "y", "score", "x_um", "y_um"])
-    for (x, y), s in zip(pts.tolist(), sc.tolist()):
-        wr.writerow([repr(x), repr(y), "" if math.isnan(s) else repr(s), repr(x * m), repr(y * m)])
+    header = ["x", "y", "score", "x_um", "y_um"]
+    extra = None if first_scores is None else _scores(first_scores, len(pts)).tolist()
+    wr.writerow(header if extra is None else [*header, "first_stage_score"])
+    for i, ((x, y), s) in enumerate(zip(pts.tolist(), sc.tolist())):
+        row = [repr(x), repr(y), "" if math.isnan(s) else repr(s), repr(x * m), repr(y * m)]
+        wr.writerow(row if extra is None else [*row, repr(extra[i])])
     return atomic_write_text(path, buf.getvalue())
 
 

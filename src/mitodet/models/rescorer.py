@@ -1,0 +1,205 @@
+"""The second stage: re-score each first-stage candidate on a native-resolution patch.
+
+The RDLM detector works at 0.5 um/px, where a mitosis and a dark, compact nucleus look
+alike. The second stage reads a patch around every candidate at about 0.25 um/px (the
+scanner's own resolution, where chromatin texture shows) and gives the probability that
+it is a mitotic figure: the two-stage design (candidates, then refinement) of the MIDOG
+2022 winner. It is an addition beside the paper's detector, not a change of it.
+
+Files: ``<model>/rescorer/model.safetensors`` + ``<model>/rescorer/config.json``
+(:class:`RescorerConfig` under ``"rescorer"``), written by :func:`save_rescorer` and read by
+:func:`load_rescorer`; :class:`~mitodet.inference.predictor.Detector` runs it when the
+model folder has one (``second_stage=False`` / ``mitodet detect --no-second-stage`` turn
+it off).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mitodet.models.detector import IMAGENET_MEAN, IMAGENET_STD
+
+RESCORER_DIR = "rescorer"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+COMBINES = ("second", "geometric")
+
+
+@dataclass(frozen=True)
+class RescorerConfig:
+    """How the second stage reads candidates and combines its score with the first stage's.
+
+    Attributes:
+        arch: ``"mobilenet_v2"`` (torchvision, ImageNet-initialisable).
+        patch_px: patch side in pixels at ``mpp``.
+        mpp: micrometres per pixel of the patch.
+        min_candidate_score: first-stage candidates below this are dropped before re-scoring.
+        combine: ``"second"`` (the final score is the second stage's probability) or
+            ``"geometric"`` (the geometric mean of both stages' scores).
+        temperature: the second stage's logit is divided by it before the sigmoid.
+        threshold: the operating threshold of the combined score (chosen by whole-field F1).
+    """
+
+    arch: str = "mobilenet_v2"
+    patch_px: int = 64
+    mpp: float = 0.25
+    min_candidate_score: float = 0.1
+    combine: str = "second"
+    temperature: float = 1.0
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.arch != "mobilenet_v2":
+            raise ValueError(f"rescorer arch must be 'mobilenet_v2', got {self.arch!r}")
+        if int(self.patch_px) < 16:
+            raise ValueError(f"rescorer patch_px must be >= 16, got {self.patch_px!r}")
+        if not 0.05 <= float(self.mpp) <= 2.0:
+            raise ValueError(f"rescorer mpp must lie in [0.05, 2] um/px, got {self.mpp!r}")
+        if not 0.0 <= float(self.min_candidate_score) < 1.0:
+            raise ValueError(f"min_candidate_score must lie in [0, 1), got {self.min_candidate_score!r}")
+        if self.combine not in COMBINES:
+            raise ValueError(f"combine must be one of {COMBINES}, got {self.combine!r}")
+        if not float(self.temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RescorerConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown rescorer settings {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **kw) -> "RescorerConfig":
+        return replace(self, **kw)
+
+
+class Rescorer(nn.Module):
+    """MobileNetV2 features -> global average pool -> one logit (mitosis vs not)."""
+
+    def __init__(self, config: RescorerConfig, weights_backbone: str | Path | None = None) -> None:
+        super().__init__()
+        from torchvision.models import mobilenet_v2
+
+        self.config = config
+        net = mobilenet_v2(weights=None)
+        if weights_backbone is not None:
+            state = torch.load(str(weights_backbone), map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        self.features = net.features
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 1))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) floats in [0, 1] -> (N,) logits."""
+        x = (x - self.mean) / self.std
+        x = nn.functional.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+        return self.head(x).squeeze(1)
+
+    @torch.inference_mode()
+    def probabilities(self, patches: np.ndarray, batch_size: int = 128) -> np.ndarray:
+        """(N, P, P, 3) uint8 patches -> (N,) float64 probabilities (temperature applied)."""
+        self.eval()
+        out = []
+        for i in range(0, len(patches), batch_size):
+            t = torch.from_numpy(np.ascontiguousarray(patches[i:i + batch_size])).permute(0, 3, 1, 2).float() / 255.0
+            out.append(torch.sigmoid(self(t) / float(self.config.temperature)).double().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+def combine_scores(first: np.ndarray, second: np.ndarray, how: str) -> np.ndarray:
+    """The final score of a candidate from both stages' scores (see :class:`RescorerConfig`)."""
+    if how == "second":
+        return np.asarray(second, dtype=np.float64)
+    if how == "geometric":
+        return np.sqrt(np.asarray(first, dtype=np.float64) * np.asarray(second, dtype=np.float64))
+    raise ValueError(f"combine must be one of {COMBINES}, got {how!r}")
+
+
+def read_patches(read, shape: tuple[int, int], points: np.ndarray, side_px: float, out_px: int) -> np.ndarray:
+    """Square patches of ``side_px`` image pixels centred on ``points``, resized to ``out_px``.
+
+    Args:
+        read: ``read(x0, y0, x1, y1) -> (y1-y0, x1-x0, 3) uint8`` for an in-bounds box of the image.
+        shape: (H, W) of the image.
+        points: (N, 2) x, y pixel centres.
+        side_px: patch side in image pixels (``out_px * patch_mpp / image_mpp``).
+        out_px: output side.
+
+    Parts outside the image are black (as the padded border crops of the training data).
+    """
+    from PIL import Image
+
+    h, w = shape
+    side = max(1, int(round(side_px)))
+    out = np.zeros((len(points), out_px, out_px, 3), dtype=np.uint8)
+    for i, (x, y) in enumerate(np.asarray(points, dtype=np.float64).reshape(-1, 2)):
+        x0, y0 = int(math.floor(x + 0.5 - side / 2)), int(math.floor(y + 0.5 - side / 2))
+        canvas = np.zeros((side, side, 3), dtype=np.uint8)
+        ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+        if ix1 > ix0 and iy1 > iy0:
+            canvas[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = read(ix0, iy0, ix1, iy1)
+        out[i] = canvas if side == out_px else np.asarray(
+            Image.fromarray(canvas).resize((out_px, out_px), Image.Resampling.BILINEAR))
+    return out
+
+
+def array_reader(image: np.ndarray):
+    """A ``read`` for :func:`read_patches` over an in-memory (H, W, 3) image."""
+    return lambda x0, y0, x1, y1: image[y0:y1, x0:x1]
+
+
+def save_rescorer(model: Rescorer, model_dir: str | Path, config: RescorerConfig | None = None,
+                  extra: dict[str, Any] | None = None) -> Path:
+    """Write ``<model_dir>/rescorer/{model.safetensors, config.json}`` (atomic per file)."""
+    out = Path(model_dir) / RESCORER_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = config or model.config
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = out / (WEIGHTS_NAME + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "mitodet-rescorer", "format_version": "1"})
+    tmp.replace(out / WEIGHTS_NAME)
+    tmpc = out / (CONFIG_NAME + ".tmp")
+    tmpc.write_text(json.dumps({"format_version": 1, "rescorer": asdict(cfg), "extra": extra or {}}, indent=2) + "\n")
+    tmpc.replace(out / CONFIG_NAME)
+    return out
+
+
+def has_rescorer(model_dir: str | Path) -> bool:
+    return (Path(model_dir) / RESCORER_DIR / CONFIG_NAME).is_file()
+
+
+def load_rescorer(model_dir: str | Path) -> Rescorer:
+    """Load ``<model_dir>/rescorer``; errors name the file and the fix."""
+    folder = Path(model_dir) / RESCORER_DIR
+    cpath, wpath = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    try:
+        doc = json.loads(cpath.read_text(encoding="utf-8"))
+        cfg = RescorerConfig.from_dict(doc["rescorer"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{cpath} not found: the second stage needs {CONFIG_NAME} and {WEIGHTS_NAME}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{cpath} is not a mitodet rescorer config ({exc}); re-export it with "
+                         "`mitodet train-rescorer`, or run without the second stage (--no-second-stage)") from None
+    model = Rescorer(cfg)
+    try:
+        state = load_file(str(wpath))
+    except Exception as exc:  # safetensors' own error type, or OSError
+        raise ValueError(f"{wpath} cannot be read as safetensors ({type(exc).__name__}: {exc}); copy it again, "
+                         "or run without the second stage (--no-second-stage)") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{wpath} does not fit the rescorer: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model.eval()

@@ -439,6 +439,35 @@ def main(argv=None) -> int:
     emit("x > 1 is faster. 'top-20 candidates' compares every candidate scoring at least the baseline's 20th best "
          "score on each image, to show changes that the threshold would hide.")
     emit()
+    # ------------------------------------------------------------------ part 4 (printed before part 3)
+    emit("## The shipped pipeline: first and second stage")
+    emit()
+    pipe = Detector.load(model_dir) if (model_dir / "model.safetensors").is_file() else None
+    if pipe is None or pipe.rescorer is None:
+        emit(f"The model at {model_dir} has no second stage (`rescorer/`): nothing to split.")
+    else:
+        def run_pipe():
+            out = [pipe.detect_array(im, mpp, threshold=0.0) for _, im, mpp in images]
+            return (sum(o.info["second_stage_seconds"] for o in out), sum(o.info["n_first_stage"] for o in out))
+
+        run_pipe()  # warm-up
+        walls, seconds2, n2 = [], [], 0
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            s2, n2 = run_pipe()
+            walls.append(time.perf_counter() - t)
+            seconds2.append(s2)
+        wall, s2 = statistics.median(walls), statistics.median(seconds2)
+        emit(f"`Detector.detect_array` with the model's second stage ({pipe.rescorer.config.patch_px} px patches at "
+             f"{pipe.rescorer.config.mpp} um/px, candidates >= {pipe.rescorer.config.min_candidate_score}); median "
+             f"of {args.repeats} run(s) after a warm-up.")
+        emit()
+        emit("| stage | s / HPF | candidates / HPF |")
+        emit("|---|---:|---:|")
+        emit(f"| first stage (detector, tiling, merge) | {(wall - s2) / n_hpf:.3f} | |")
+        emit(f"| second stage (patches + CNN) | {s2 / n_hpf:.3f} | {n2 / n_hpf:.1f} |")
+        emit(f"| **both** | **{wall / n_hpf:.3f}** | |")
+    emit()
     # ------------------------------------------------------------------ part 3
     emit("## Allocator: glibc keeping freed memory")
     emit()

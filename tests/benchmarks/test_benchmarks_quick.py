@@ -69,7 +69,19 @@ DATA_OTHERS = [
     ("sampler_throughput.py", (), None, "crops/s on one process"),
     ("full_frames.py", (), 1, "pooled: P "),
     ("validation_tta.py", (), 1, "| pass | best F1 (P / R) at threshold | AP | F1 (P / R) at the operating threshold |"),
+    ("shift_stability.py", (), 1, "| frame | mitosis (x, y) | score min | score max | sd | shifts kept at threshold |"),
 ]
+
+
+@pytest.mark.data
+def test_generalisation_quick(shared_data, tmp_path):
+    out = run_quick("generalisation.py", "--detector", "default", "--seeds", "0", "--heldout", "midog21-aperio-cs2",
+                    "atnorm", "--work", str(tmp_path / "gen"), "--no-progress")
+    for row in ("| first stage | all-val |", "| two-stage, all labs (second) | all-val |",
+                "| two-stage, without midog21-aperio-cs2 (geometric) | midog21-aperio-cs2 |",
+                "| two-stage, without atnorm (second) | atnorm |"):
+        assert row in out, out[-3000:]
+    assert "First-stage recall among the candidates the second stage sees" in out
 
 
 @pytest.mark.parametrize("script, extra, threads, marker", OTHERS, ids=[o[0] for o in OTHERS])

@@ -291,12 +291,14 @@ def fit(samples: Samples, cfg: RescorerTrainConfig, weights_backbone: str | Path
 
 def train_rescorer(detector_dir: str | Path, out: str | Path, cfg: RescorerTrainConfig, spec=None,
                    weights_backbone: str | Path | None = None, progress: bool = True,
-                   candidates_cache: str | Path | None = None) -> dict[str, Any]:
+                   candidates_cache: str | Path | None = None,
+                   records: tuple[list[ImageRecord], list[ImageRecord]] | None = None) -> dict[str, Any]:
     """Mine, train and calibrate a second stage for the detector in ``detector_dir``.
 
     Writes ``<out>/model`` (the detector's files + ``rescorer/``), ``<out>/metrics.jsonl``,
     ``<out>/candidates.npz`` (or ``candidates_cache``, which runs can share) and
-    ``<out>/summary.json``; returns the summary.
+    ``<out>/summary.json``; returns the summary. ``records``: (train, val) instead of the
+    spec's split (a benchmark's subsets).
 
     The threshold is chosen by whole-field F1 on the label-complete crops of the validation
     slides, of the labs the run trained on: with ``exclude_labs`` the held-out labs are
@@ -314,7 +316,7 @@ def train_rescorer(detector_dir: str | Path, out: str | Path, cfg: RescorerTrain
     if spec is None:
         spec = load_spec(_detector_data(detector_dir))
     t0 = time.time()
-    train_rec, val_rec = split_records(spec, cfg)
+    train_rec, val_rec = records if records is not None else split_records(spec, cfg)
     train_rec = [r for r in train_rec if W.lab_group(r) not in cfg.exclude_labs]
     first = Detector.load(detector_dir, second_stage=False)
     cache = Path(candidates_cache) if candidates_cache is not None else out / "candidates.npz"

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DOCS, command_line, environment_line, write_doc  # noqa: E402
 
 HELDOUT_GROUPS = {"atnorm": ("tcga", "midogpp")}
-#: how the second stage's probability and the first stage's score are combined (RescorerConfig.combine)
-COMBINES = ("second", "geometric")
+#: (RescorerConfig.combine, AdaBN on the tested images' candidates)
+VARIANTS = (("second", False), ("geometric", False), ("second", True))
 
 
 def _groups(name: str) -> tuple[str, ...]:
@@ -64,6 +64,21 @@ def _results(records, cands, det, rescore: bool):
         out.append(W.FieldResult(str(rec.image), W.lab_group(rec), W.tissue_area_mm2(img, rec.mpp),
                                  rec.mitoses * rec.mpp, pts * rec.mpp, sc))
     return out
+
+
+def _patches(records, cands, det) -> np.ndarray:
+    """The second stage's input patches of every candidate it would see on ``records``."""
+    from mitodet.data.images import read_rgb
+    from mitodet.models.rescorer import array_reader, read_patches
+
+    cfg = det.rescorer.config
+    out = []
+    for rec in records:
+        pts, sc = (np.asarray(a, dtype=np.float64) for a in cands[str(rec.image)])
+        pts = pts[sc >= cfg.min_candidate_score]
+        img = read_rgb(rec.image)
+        out.append(read_patches(array_reader(img), img.shape[:2], pts, cfg.patch_px * cfg.mpp / rec.mpp, cfg.patch_px))
+    return np.concatenate(out) if out else np.zeros((0, cfg.patch_px, cfg.patch_px, 3), np.uint8)
 
 
 def _row(results, thr: float, density: float, complete: bool) -> dict:
@@ -107,6 +122,7 @@ def main(argv=None) -> int:
     )
     from mitodet.evaluation import wholefield as W
     from mitodet.inference.predictor import Detector
+    from mitodet.models.rescorer import adapt_batchnorm
 
     doc = json.loads(args.config.read_text()) if args.config.is_file() else {}
     if args.epochs is not None:
@@ -166,8 +182,12 @@ def main(argv=None) -> int:
         summary = json.loads(summary_path.read_text())
         det = Detector.load(out / "model")
         calib = [r for r in val_complete if W.lab_group(r) not in exclude]
-        for combine in COMBINES:  # the threshold of each score combination is chosen on the calibration crops
-            det.rescorer.config = det.rescorer.config.replace(combine=combine)
+        trained = det.rescorer
+        for combine, adabn in VARIANTS:  # each variant's threshold is chosen on the calibration crops
+            det.rescorer = trained
+            det.rescorer.config = trained.config.replace(combine=combine)
+            if adabn:
+                det.rescorer = adapt_batchnorm(trained, _patches(calib, cands, det))
             thr = W.best_threshold(W.sweep(_results(calib, cands, det, True)), args.density)
             for name in tests:
                 groups = _groups(name)
@@ -175,8 +195,11 @@ def main(argv=None) -> int:
                 recs = val_complete if name == "all-val" else lab_records(groups, complete)
                 if not recs:
                     continue
+                if adabn:  # statistics of the tested lab's own candidates (no labels used)
+                    det.rescorer = adapt_batchnorm(trained, _patches(recs, cands, det))
                 row = _row(_results(recs, cands, det, True), thr, args.density, complete)
-                rows.append({"variant": f"{variant} ({combine})", "tested_on": name, "seed": seed,
+                label = combine + (", AdaBN" if adabn else "")
+                rows.append({"variant": f"{variant} ({label})", "tested_on": name, "seed": seed,
                              "fit_seconds": summary["fit_seconds"], "samples": summary["samples"], **row})
                 print(json.dumps(rows[-1]), flush=True)
 
@@ -226,7 +249,10 @@ def to_markdown(rows: list[dict], args, first_thr: float, seconds: float) -> str
                   f"{getattr(args, 'min_candidate_score', 'min_candidate_score')}): "
                   + ", ".join(f"{r['tested_on']} {r['recall_of_candidates']:.3f}" for r in cand) + "."]
     lines += ["", "Each two-stage row names its score combination: `second` = the second stage's probability, "
-              "`geometric` = sqrt(first x second); each with its own threshold chosen on the calibration crops."]
+              "`geometric` = sqrt(first x second); `AdaBN` = the second stage's BatchNorm statistics re-estimated "
+              "on the candidates of the images it scores (the calibration crops when choosing the threshold, the "
+              "tested lab's crops when testing; no labels used). Each variant has its own threshold, chosen on the "
+              "calibration crops."]
     lines += ["", "`tested on`: `all-val` = the label-complete crops of the validation slides of every lab (never "
               "trained on by either stage); a lab name = every label-complete crop of that lab, which the second stage "
               "of that row never saw (its threshold was chosen on the other labs' validation slides). `atnorm` rows "

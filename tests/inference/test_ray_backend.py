@@ -215,3 +215,35 @@ def test_a_missing_ray_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'mitodet\[ray\]'"):
         import_ray()
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_the_second_stage_travels_to_the_workers(tiny_model_dir, tmp_path, backend):
+    """Ray ships a Detector with its second stage (the ONNX spec names it too), and the worker runs it."""
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+    import shutil
+
+    import torch
+    from ray import cloudpickle
+
+    from mitodet.inference.ray_backend import _portable, _Worker
+    from mitodet.models.rescorer import Rescorer, RescorerConfig, save_rescorer
+
+    folder = tmp_path / "two-stage"
+    shutil.copytree(tiny_model_dir, folder)
+    torch.manual_seed(0)
+    save_rescorer(Rescorer(RescorerConfig(patch_px=32, threshold=0.4, min_candidate_score=0.0)), folder)
+    threads = torch.get_num_threads()
+    det = Detector.load(folder, tile_px=256, batch_size=2, backend=backend)
+    try:
+        worker = _Worker(cloudpickle.loads(cloudpickle.dumps(_portable(det))), 1)
+    finally:
+        torch.set_num_threads(threads)
+    w = worker.detector
+    assert w.rescorer is not None and w.rescorer.config == det.rescorer.config and w.threshold == 0.4
+    img = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    here, there = det.detect_array(img, 0.5, threshold=0.0), w.detect_array(img, 0.5, threshold=0.0)
+    worker.close()
+    np.testing.assert_allclose(there.scores, here.scores, rtol=0, atol=1e-5)
+    assert there.first_scores is not None

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--weights-backbone", help="local torchvision MobileNetV2 ImageNet state-dict file "
                                               "(mobilenet_v2-b0353104.pth); without it the CNN starts from random")
+    p.add_argument("--candidates", type=Path, help="the mined-candidates cache to use or fill (default "
+                                                   "OUT/candidates.npz); runs of one detector can share it")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
             spec = load_spec(args.data)
         summary = train_rescorer(args.model, args.out, cfg, spec=spec, weights_backbone=args.weights_backbone,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, candidates_cache=args.candidates)
     except (FileNotFoundError, ValueError, TypeError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

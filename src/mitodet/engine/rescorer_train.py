@@ -201,8 +201,8 @@ def build_samples(records: Sequence[ImageRecord], candidates: dict, cfg: Rescore
         neg = [pts[rec.labels == 0]]
         negatives_valid = label_complete(rec) or rec.source in _NEGATIVE_ONLY_SOURCES
         if negatives_valid and str(rec.image) in candidates:
-            cp, _ = candidates[str(rec.image)]
-            cp = np.asarray(cp, dtype=np.float64) * scale
+            cp, cs = candidates[str(rec.image)]
+            cp = np.asarray(cp, dtype=np.float64)[np.asarray(cs) >= cfg.mine_score] * scale
             if len(cp) and len(mit):
                 d = np.hypot(cp[:, None, 0] - mit[None, :, 0], cp[:, None, 1] - mit[None, :, 1]).min(axis=1)
                 cp = cp[d * mpp > cfg.negative_radius_um]

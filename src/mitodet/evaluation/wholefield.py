@@ -14,11 +14,13 @@ The operating threshold is the one that maximises that F1 (:func:`best_threshold
 Images are grouped by lab and scanner (:func:`lab_group`) so that a table can hold one lab
 out and say how the pipeline does on a lab it never saw.
 
-The density: :data:`DEFAULT_DENSITY_PER_MM2` = 10 mitoses per mm2, the boundary between
-Nottingham mitotic scores 2 and 3 for the common 0.5 mm field (>= 20 per 10 HPF of
-0.196 mm2, i.e. ~10 per mm2), where a count's errors change the grade. Measured breast ROI
-densities are lower (MIDOG 2021 breast ROIs 4.0, ``../shared/data/midogpp``), contest
-hotspot frames higher; tables also give F1 at 5 and 25 per mm2.
+The density: :data:`DEFAULT_DENSITY_PER_MM2` = 10 mitoses per mm2. It lies between what
+breast tissue holds on average (``python benchmarks/mitotic_density.py``: MIDOG++'s 150
+labelled human breast ROIs 1,721 mitoses in 338.9 mm2, 5.1 per mm2; the MITOS-ATYPIA-14
+label files 749 in 153.2 mm2, 4.9 per mm2) and the hotspot frames that contests hand out
+(about 25 per mm2), and near the Nottingham score 2 / 3 boundary of the read-out's default
+field table (>= 18 per 10 HPF of 0.237 mm2 = 7.6 per mm2), where a count's errors change
+the grade. Tables also give F1 at 5 and 25 per mm2, and ``--density`` changes it.
 """
 
 from __future__ import annotations

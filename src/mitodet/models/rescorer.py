@@ -203,3 +203,26 @@ def load_rescorer(model_dir: str | Path) -> Rescorer:
     if missing or unexpected:
         raise ValueError(f"{wpath} does not fit the rescorer: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return model.eval()
+
+
+@torch.no_grad()
+def adapt_batchnorm(model: Rescorer, patches: np.ndarray, batch_size: int = 128) -> Rescorer:
+    """Test-time BatchNorm re-estimation (AdaBN, Li et al. 2016): a copy of ``model`` whose
+    BatchNorm statistics are those of ``patches`` ((N, P, P, 3) uint8 of the target domain),
+    weights unchanged. With fewer than 2 patches the copy keeps the training statistics."""
+    import copy
+
+    adapted = copy.deepcopy(model)
+    if len(patches) < 2:
+        return adapted.eval()
+    bns = [m for m in adapted.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average over every batch
+    adapted.train()
+    for i in range(0, len(patches), batch_size):
+        chunk = patches[i:i + batch_size]
+        if len(chunk) < 2:
+            continue
+        adapted(torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2).float() / 255.0)
+    return adapted.eval()

@@ -203,9 +203,11 @@ def main(argv=None) -> int:
                              "fit_seconds": summary["fit_seconds"], "samples": summary["samples"], **row})
                 print(json.dumps(rows[-1]), flush=True)
 
+    # variant-major, so that a run stopped early has every seed of the variants it reached
     for seed in args.seeds:
         run("two-stage, all labs", (), seed, ["all-val"])
-        for name in args.heldout:
+    for name in args.heldout:
+        for seed in args.seeds:
             run(f"two-stage, without {name}", _groups(name), seed, [name])
     args.min_candidate_score = base.rescorer.min_candidate_score
     md = to_markdown(rows, args, first_thr, time.time() - t_start)

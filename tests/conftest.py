@@ -21,3 +21,28 @@ def shared_data() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"real data not found at {DATA} (set MITODET_DATA)")
     return DATA
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on a machine shared with other work, two OpenMP threads
+    spin at every barrier and a tiny forward pass takes seconds instead of milliseconds."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random-weights rdlm-cpu model folder (detections are random; plumbing is real)."""
+    import torch
+
+    from mitodet.models import build_detector, save_detector
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "rdlm-cpu-random"
+    save_detector(build_detector("rdlm-cpu"), out)
+    return out

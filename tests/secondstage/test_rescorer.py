@@ -23,21 +23,8 @@ from mitodet.models.rescorer import (
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from mitodet.models import build_detector, save_detector
-
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model") / "rdlm-cpu-random"
-    save_detector(build_detector("rdlm-cpu"), out)
-    return out
 
 
 def test_read_patches_centres_and_pads_black():
@@ -79,11 +66,11 @@ def test_files_round_trip_and_damaged_file(tmp_path):
         load_rescorer(tmp_path)
 
 
-def test_load_runs_the_stored_second_stage_unless_told_not_to(tiny_model, tmp_path):
+def test_load_runs_the_stored_second_stage_unless_told_not_to(tiny_model_dir, tmp_path):
     from mitodet.inference.predictor import Detector
 
     folder = tmp_path / "m"
-    shutil.copytree(tiny_model, folder)
+    shutil.copytree(tiny_model_dir, folder)
     save_rescorer(Rescorer(RescorerConfig(threshold=0.3, min_candidate_score=0.0)), folder)
     det = Detector.load(folder)
     assert det.rescorer is not None and det.threshold == 0.3
@@ -93,14 +80,14 @@ def test_load_runs_the_stored_second_stage_unless_told_not_to(tiny_model, tmp_pa
     assert found.first_scores is not None and len(found.first_scores) == len(found)
 
 
-def test_train_rescorer_end_to_end(tiny_model, amibr_spec, tmp_path, capsys):
+def test_train_rescorer_end_to_end(tiny_model_dir, amibr_spec, tmp_path, capsys):
     from mitodet.cli import main
 
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"epochs": 1, "batch_size": 4, "mine_score": 0.0, "positive_sources": [],
                                "rescorer": {"patch_px": 32, "min_candidate_score": 0.0}}))
     out = tmp_path / "run"
-    args = ["train-rescorer", "--model", str(tiny_model), "--data", str(amibr_spec), "--config", str(cfg),
+    args = ["train-rescorer", "--model", str(tiny_model_dir), "--data", str(amibr_spec), "--config", str(cfg),
             "--out", str(out), "--no-progress"]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -139,13 +126,13 @@ def test_cli_errors_name_the_fix(tmp_path, capsys):
     assert "unknown rescorer training settings ['epochz']" in capsys.readouterr().err
 
 
-def test_validate_picks_a_snapshot_and_writes_its_threshold(tiny_model, amibr_spec, tmp_path, capsys):
+def test_validate_picks_a_snapshot_and_writes_its_threshold(tiny_model_dir, amibr_spec, tmp_path, capsys):
     from mitodet.cli import main
     from mitodet.models.io import read_model_config
 
     run = tmp_path / "run"
     for it in ("it000100", "it000200"):
-        shutil.copytree(tiny_model, run / "snapshots" / it)
+        shutil.copytree(tiny_model_dir, run / "snapshots" / it)
     (run / "config.json").write_text(json.dumps({"train": {}, "data": str(amibr_spec)}))
     assert main(["validate", "--snapshots", str(run), "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -154,7 +141,7 @@ def test_validate_picks_a_snapshot_and_writes_its_threshold(tiny_model, amibr_sp
     assert "whole-field F1" in extra["threshold_rule"] and (run / "model-wholefield" / "train_config.json").is_file()
     # --write-threshold stores the pooled best threshold as the operating one
     folder = tmp_path / "m"
-    shutil.copytree(tiny_model, folder)
+    shutil.copytree(tiny_model_dir, folder)
     assert main(["validate", "--model", str(folder), "--data", str(amibr_spec), "--split", "all", "--json",
                  "--no-progress", "--write-threshold"]) == 0
     res = json.loads(capsys.readouterr().out)

@@ -236,6 +236,40 @@ def allocator_ab(args, n_hpf: float) -> list[tuple[str, float, float, float, str
 
 
 # ----------------------------------------------------------------------------- main
+def pipeline_part(emit, images, n_hpf: float, model_dir: Path, repeats: int) -> None:
+    """Part 4: the shipped pipeline's first and second stage timed apart."""
+    from mitodet.inference.predictor import Detector
+
+    emit("## The shipped pipeline: first and second stage")
+    emit()
+    pipe = Detector.load(model_dir) if (model_dir / "model.safetensors").is_file() else None
+    if pipe is None or pipe.rescorer is None:
+        emit(f"The model at {model_dir} has no second stage (`rescorer/`): nothing to split.")
+    else:
+        def run_pipe():
+            out = [pipe.detect_array(im, mpp, threshold=0.0) for _, im, mpp in images]
+            return (sum(o.info["second_stage_seconds"] for o in out), sum(o.info["n_first_stage"] for o in out))
+
+        run_pipe()  # warm-up
+        walls, seconds2, n2 = [], [], 0
+        for _ in range(repeats):
+            t = time.perf_counter()
+            s2, n2 = run_pipe()
+            walls.append(time.perf_counter() - t)
+            seconds2.append(s2)
+        wall, s2 = statistics.median(walls), statistics.median(seconds2)
+        emit(f"`Detector.detect_array` with the model's second stage ({pipe.rescorer.config.patch_px} px patches at "
+             f"{pipe.rescorer.config.mpp} um/px, candidates >= {pipe.rescorer.config.min_candidate_score}); median "
+             f"of {repeats} run(s) after a warm-up.")
+        emit()
+        emit("| stage | s / HPF | candidates / HPF |")
+        emit("|---|---:|---:|")
+        emit(f"| first stage (detector, tiling, merge) | {(wall - s2) / n_hpf:.3f} | |")
+        emit(f"| second stage (patches + CNN) | {s2 / n_hpf:.3f} | {n2 / n_hpf:.1f} |")
+        emit(f"| **both** | **{wall / n_hpf:.3f}** | |")
+    emit()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -254,6 +288,8 @@ def main(argv=None) -> int:
                     help=f"markdown file to write (full mode default: {DOCS / 'speed.md'}; quick mode: none)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: one 512 x 512 crop, 1 repeat, all stages (< 1 min)")
+    ap.add_argument("--pipeline-only", action="store_true",
+                    help="only time the shipped pipeline's two stages (part 4); writes docs/benchmarks/speed_pipeline.md")
     ap.add_argument("--_alloc-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._alloc_child:
@@ -263,7 +299,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.repeats = 1
     elif args.out is None:
-        args.out = DOCS / "speed.md"
+        args.out = DOCS / ("speed_pipeline.md" if args.pipeline_only else "speed.md")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     t_start = time.perf_counter()
@@ -285,6 +321,17 @@ def main(argv=None) -> int:
     images, input_desc = load_inputs(args.image, args.quick)
     n_hpf = sum(hpf_equivalents(im.shape[:2], mpp) for _, im, mpp in images)
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
+    if args.pipeline_only:
+        emit(f"Command: `{command_line()}`")
+        emit()
+        emit(f"Machine: {environment_line(args.threads)}.")
+        emit()
+        emit(f"Input: {input_desc}; {n_hpf:.3f} HPF-equivalents in all (1 HPF-equivalent = {HPF_PX} x {HPF_PX} px "
+             f"at {HPF_MPP} um/px).")
+        emit()
+        pipeline_part(emit, images, n_hpf, model_dir, args.repeats)
+        write_doc(args.out, "Inference speed of the shipped pipeline on CPU", "\n".join(lines))
+        return 0
     if (model_dir / "model.safetensors").is_file():
         shipped = load_detector(model_dir)
         shipped_name = f"shipped `{shipped.config.preset}` ({model_dir.name}, trained)"
@@ -440,34 +487,7 @@ def main(argv=None) -> int:
          "score on each image, to show changes that the threshold would hide.")
     emit()
     # ------------------------------------------------------------------ part 4 (printed before part 3)
-    emit("## The shipped pipeline: first and second stage")
-    emit()
-    pipe = Detector.load(model_dir) if (model_dir / "model.safetensors").is_file() else None
-    if pipe is None or pipe.rescorer is None:
-        emit(f"The model at {model_dir} has no second stage (`rescorer/`): nothing to split.")
-    else:
-        def run_pipe():
-            out = [pipe.detect_array(im, mpp, threshold=0.0) for _, im, mpp in images]
-            return (sum(o.info["second_stage_seconds"] for o in out), sum(o.info["n_first_stage"] for o in out))
-
-        run_pipe()  # warm-up
-        walls, seconds2, n2 = [], [], 0
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            s2, n2 = run_pipe()
-            walls.append(time.perf_counter() - t)
-            seconds2.append(s2)
-        wall, s2 = statistics.median(walls), statistics.median(seconds2)
-        emit(f"`Detector.detect_array` with the model's second stage ({pipe.rescorer.config.patch_px} px patches at "
-             f"{pipe.rescorer.config.mpp} um/px, candidates >= {pipe.rescorer.config.min_candidate_score}); median "
-             f"of {args.repeats} run(s) after a warm-up.")
-        emit()
-        emit("| stage | s / HPF | candidates / HPF |")
-        emit("|---|---:|---:|")
-        emit(f"| first stage (detector, tiling, merge) | {(wall - s2) / n_hpf:.3f} | |")
-        emit(f"| second stage (patches + CNN) | {s2 / n_hpf:.3f} | {n2 / n_hpf:.1f} |")
-        emit(f"| **both** | **{wall / n_hpf:.3f}** | |")
-    emit()
+    pipeline_part(emit, images, n_hpf, model_dir, args.repeats)
     # ------------------------------------------------------------------ part 3
     emit("## Allocator: glibc keeping freed memory")
     emit()

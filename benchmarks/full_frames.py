@@ -19,14 +19,15 @@ from pathlib import Path
 import numpy as np
 
 
-def run(model: str, data: Path, threshold: float | None, flip_tta: bool, max_frames: int | None = None) -> dict:
+def run(model: str, data: Path, threshold: float | None, flip_tta: bool, max_frames: int | None = None,
+        second_stage: bool = True) -> dict:
     from mitodet.data.images import read_rgb
     from mitodet.data.readers import read_mitos_atypia14
     from mitodet.evaluation.matching import match_points
     from mitodet.evaluation.metrics import evaluate_images
     from mitodet.inference.predictor import Detector
 
-    det = Detector.load(model, flip_tta=flip_tta)
+    det = Detector.load(model, flip_tta=flip_tta, second_stage=second_stage)
     thr = det.threshold if threshold is None else threshold
     records = read_mitos_atypia14(data / "mitos_atypia14", require_images=True)[:max_frames]
     rows, gts, preds, scores, mpps = [], [], [], [], []
@@ -47,7 +48,7 @@ def run(model: str, data: Path, threshold: float | None, flip_tta: bool, max_fra
         })
         gts.append(rec.mitoses), preds.append(found.points), scores.append(found.scores), mpps.append(rec.mpp)
     rep = evaluate_images(gts, preds, scores, mpps, radius_um=8.0, threshold=thr)
-    return {"model": str(model), "threshold": thr, "flip_tta": flip_tta, "precision": rep.precision,
+    return {"model": str(model), "threshold": thr, "flip_tta": flip_tta, "second_stage": det.rescorer is not None, "precision": rep.precision,
             "recall": rep.recall, "f1": rep.f1, "tp": rep.tp, "fp": rep.fp, "fn": rep.fn,
             "best_f1_any_threshold": rep.best_f1, "best_threshold": rep.best_threshold,
             "hard_negatives_rejected": sum(r["hard_negatives_rejected"] for r in rows),
@@ -60,6 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=None, help="default: $MITODET_DATA or ../shared/data")
     ap.add_argument("--threshold", type=float, default=None, help="default: the model's operating threshold")
     ap.add_argument("--flip-tta", action="store_true")
+    ap.add_argument("--no-second-stage", action="store_true", help="the detector alone, at its own threshold")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="the first frame only (a smoke run)")
@@ -70,11 +72,13 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     res = run(args.model, args.data or default_data_root(), args.threshold, args.flip_tta,
+              second_stage=not args.no_second_stage,
               max_frames=1 if args.quick else None)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
-    print(f"model {res['model']}  threshold {res['threshold']:.3f}  flip TTA {res['flip_tta']}")
+    print(f"model {res['model']}  threshold {res['threshold']:.3f}  flip TTA {res['flip_tta']}  "
+          f"second stage {res['second_stage']}")
     print(f"pooled: P {res['precision']:.3f}  R {res['recall']:.3f}  F1 {res['f1']:.3f}  "
           f"(TP {res['tp']}, FP {res['fp']}, FN {res['fn']}); best F1 over thresholds {res['best_f1_any_threshold']:.3f} "
           f"at {res['best_threshold']}")

@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--density", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="a few images per lab, 1 epoch: checks the plumbing")
+    ap.add_argument("--out", type=Path, default=DOCS / "generalisation.md", help="markdown file to write (full mode)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
     md = to_markdown(rows, args, first_thr, time.time() - t_start)
     print(md)
     if not args.quick:
-        write_doc(DOCS / "generalisation.md", "Generalisation: whole-field accuracy on held-out labs", md)
+        write_doc(args.out, "Generalisation: whole-field accuracy on held-out labs", md)
     (work / "rows.json").write_text(json.dumps(rows, indent=2, default=float) + "\n")
     return 0
 

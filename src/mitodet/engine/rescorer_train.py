@@ -10,7 +10,10 @@
    first stage's localisation error); negatives are the labelled look-alikes and the
    first stage's candidates farther than ``negative_radius_um`` from every mitosis on images
    whose labels are complete (AMi-Br crops, the look-alike patch sets), at most
-   ``max_negatives_per_image`` of them (the highest-scoring: the hardest). Candidates on the
+   ``max_negatives_per_image`` of them (the highest-scoring: the hardest); and, with
+   ``dark_blob_negatives`` > 0, that many of the darkest haematoxylin blobs (compact nuclei,
+   :func:`dark_blobs`) farther than ``negative_radius_um`` from every mitosis on those
+   images, whether the detector fired there or not. Candidates on the
    mitosis-only sets (AtNorM) are unlabelled and never used.
 4. **Training**: AdamW, cosine schedule, flips / 90-degree rotations / HED jitter /
    brightness-contrast, classes weighted to balance.
@@ -58,6 +61,7 @@ class RescorerTrainConfig:
     mine_score: float = 0.05
     negative_radius_um: float = 8.0
     max_negatives_per_image: int = 6
+    dark_blob_negatives: int = 0
     jitter_um: float = 2.0
     hed_sigma: float = 0.15
     hed_bias: float = 0.1
@@ -184,6 +188,38 @@ class Samples:
                 "negatives": int((self.labels == 0).sum())}
 
 
+def dark_blobs(image: np.ndarray, mpp: float, k: int, min_area_um2: float = 12.0) -> np.ndarray:
+    """Centres (x, y) of the ``k`` darkest haematoxylin blobs of an RGB image, darkest first.
+
+    Haematoxylin optical density by colour deconvolution (Ruifrok & Johnston, the matrix of
+    :mod:`mitodet.data.transforms`); blobs = connected regions above the image's 90th
+    percentile of at least ``min_area_um2``; ranked by their mean density.
+    """
+    from scipy import ndimage
+
+    from mitodet.data.transforms import _HED_FROM_RGB
+
+    if k <= 0:
+        return np.zeros((0, 2))
+    od = -np.log(np.maximum(image.astype(np.float32) / 255.0, 1e-3))
+    h = od.reshape(-1, 3) @ _HED_FROM_RGB.astype(np.float32)
+    h = h[:, 0].reshape(image.shape[:2])
+    tissue = image.max(axis=2) > 8  # not the black padding of border crops
+    if not tissue.any():
+        return np.zeros((0, 2))
+    mask = (h > np.percentile(h[tissue], 90)) & tissue
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return np.zeros((0, 2))
+    idx = np.arange(1, n + 1)
+    area = ndimage.sum(mask, lab, idx) * mpp * mpp
+    dens = ndimage.mean(h, lab, idx)
+    com = np.asarray(ndimage.center_of_mass(mask, lab, idx), dtype=np.float64).reshape(-1, 2)[:, ::-1]
+    ok = area >= min_area_um2
+    order = np.argsort(-dens[ok], kind="stable")
+    return com[ok][order][:k]
+
+
 def build_samples(records: Sequence[ImageRecord], candidates: dict, cfg: RescorerTrainConfig,
                   progress: bool = True) -> Samples:
     """Positives, labelled look-alikes and mined negatives of ``records`` (see the module doc)."""
@@ -209,6 +245,12 @@ def build_samples(records: Sequence[ImageRecord], candidates: dict, cfg: Rescore
                 d = np.hypot(cp[:, None, 0] - mit[None, :, 0], cp[:, None, 1] - mit[None, :, 1]).min(axis=1)
                 cp = cp[d * mpp > cfg.negative_radius_um]
             neg.append(cp[:cfg.max_negatives_per_image])  # mined candidates come by descending score
+        if negatives_valid and cfg.dark_blob_negatives > 0:
+            blobs = dark_blobs(img, mpp, 4 * cfg.dark_blob_negatives)
+            if len(blobs) and len(mit):
+                d = np.hypot(blobs[:, None, 0] - mit[None, :, 0], blobs[:, None, 1] - mit[None, :, 1]).min(axis=1)
+                blobs = blobs[d * mpp > cfg.negative_radius_um]
+            neg.append(blobs[:cfg.dark_blob_negatives])
         neg_a = np.concatenate(neg) if neg else np.zeros((0, 2))
         if not len(mit) and not len(neg_a):
             continue

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     cfg = train_config_from_dict(doc["train"])
     if args.quick:
         cfg = dataclasses.replace(cfg, val_crops=16)
-    det = Detector.load(model)
+    det = Detector.load(model, second_stage=False)  # the network on crops: the first stage alone, its threshold
     _, val, info = build_datasets(cfg, det.config, load_spec(doc["data"]), progress=False)
     gts = [p for _, p in val]
     print(f"{len(val)} validation crops from {info['val_slides']} slides; operating threshold {det.threshold:.3f}")

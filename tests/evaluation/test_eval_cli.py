@@ -309,8 +309,8 @@ def test_real_mitos_atypia14_frames_against_themselves(capsys, shared_data):
     rc, out, err = run_cli(capsys, "--gt", str(root), "--pred", str(root), "--json")
     assert rc == 0, err
     res = json.loads(out)
-    # README: A03_03Ab 6 MF; A03_00Ab 1 MF + 7 not-mitosis (ignored)
-    assert (res["tp"], res["fp"], res["fn"], res["n_images"]) == (7, 0, 0, 2)
+    # README: A03_03Ab 6 MF; A03_00Ab 1 MF + 7 not-mitosis (ignored); A05_00Aa 1 MF + 1 not-mitosis
+    assert (res["tp"], res["fp"], res["fn"], res["n_images"]) == (8, 0, 0, 3)
     assert res["f1"] == 1.0
 
 

@@ -248,7 +248,7 @@ def pipeline_part(emit, images, n_hpf: float, model_dir: Path, repeats: int) -> 
     else:
         def run_pipe():
             out = [pipe.detect_array(im, mpp, threshold=0.0) for _, im, mpp in images]
-            return (sum(o.info["second_stage_seconds"] for o in out), sum(o.info["n_first_stage"] for o in out))
+            return (sum(o.info["second_stage_seconds"] for o in out), sum(o.info["n_rescored"] for o in out))
 
         run_pipe()  # warm-up
         walls, seconds2, n2 = [], [], 0

@@ -34,7 +34,7 @@ def test_detector_runs_the_second_stage(dh, one_thread):
     found = det.detect_array(img, 0.25, threshold=0.0)
     assert r.seen == 2 and len(found) == 2
     np.testing.assert_allclose(found.first_scores, 0.9)  # the blob detector's scores travel along
-    assert (found.scores > 0.6).all() and found.info["n_first_stage"] == 2
+    assert (found.scores > 0.6).all() and found.info["n_rescored"] == 2
     assert found.above(0.99).first_scores.shape == (len(found.above(0.99)),)
     # candidates below min_candidate_score never reach the second stage
     r2 = _DarknessRescorer(patch_px=16, mpp=0.25, min_candidate_score=0.95)

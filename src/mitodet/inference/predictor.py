@@ -49,7 +49,7 @@ class Detections:
             when the whole image counted as tissue.
         info: how the run went: ``tiles``, ``tiles_run``, ``tiles_skipped``, ``level``,
             ``level_mpp``, ``n_off_tissue`` (detections dropped off the tissue), ``seconds``,
-            and with a second stage ``n_first_stage`` and ``second_stage_seconds``...
+            and with a second stage ``n_rescored`` (candidates it re-scored) and ``second_stage_seconds``...
         first_scores: (N,) the first stage's (detector's) scores when a second stage
             re-scored the candidates (``scores`` are then the combined scores), else None.
     """
@@ -352,7 +352,7 @@ class Detector:
             **(extra_info or {}),
         }
         if first is not None:
-            info.update(n_first_stage=int(len(first)), second_stage_seconds=t_second)
+            info.update(n_rescored=int(len(first)), second_stage_seconds=t_second)
         h0, w0 = source.shape
         det = Detections(pts[order].reshape(-1, 2), sc[order], plan.mpp, (int(h0), int(w0)), 0.0, plan.mask, info,
                          None if first is None else first[order])

@@ -41,6 +41,17 @@ if [ "$INSTALL" = 1 ]; then
   DEST=src/mitodet/weights/rdlm-cpu
   cp "$OUT/two-stage/model/model.safetensors" "$OUT/two-stage/model/config.json" "$DEST/"
   cp configs/rdlm-cpu-shared.json "$DEST/train_config.json"
+  # the config names the ImageNet file by its name only (loading never reads it), not this machine's path
+  $PY - "$DEST/config.json" <<'PYEOF'
+import json, os, sys
+path = sys.argv[1]
+doc = json.load(open(path))
+doc["model"]["weights_backbone"] = os.path.basename(doc["model"].get("weights_backbone") or "") or None
+doc.setdefault("extra", {})["note"] = ("weights_backbone names the ImageNet file the encoder was initialised from at "
+                                       "training time; loading never reads it (all weights are in model.safetensors)")
+json.dump(doc, open(path, "w"), indent=2)
+open(path, "a").write("\n")
+PYEOF
   mkdir -p "$DEST/rescorer"
   cp "$OUT/two-stage/model/rescorer/model.safetensors" "$OUT/two-stage/model/rescorer/config.json" "$DEST/rescorer/"
   cp configs/rescorer.json "$DEST/rescorer/train_config.json"

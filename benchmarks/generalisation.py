@@ -113,10 +113,9 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from mitodet.data.spec import load_spec
+    from mitodet.data.spec import load_spec, training_data
     from mitodet.engine.rescorer_train import (
         RescorerTrainConfig,
-        _detector_data,
         mine_candidates,
         split_records,
         train_rescorer,
@@ -131,7 +130,7 @@ def main(argv=None) -> int:
     if args.quick:
         doc.update(epochs=1, batch_size=8)
     base = RescorerTrainConfig.from_dict(doc)
-    spec = load_spec(_detector_data(Path(args.detector)))
+    spec = load_spec(training_data(Path(args.detector)))
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     cache = work / "candidates.npz"

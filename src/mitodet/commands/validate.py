@@ -129,25 +129,19 @@ def validate(model="default", second_stage: bool = True, data=None, split: str =
              density: float = 10.0, threshold: float | None = None, frames: bool = True,
              progress: bool = True) -> dict:
     """The whole-field validation of ``model`` as a JSON-able dict (see :func:`run`)."""
-    from mitodet.data.spec import load_spec
-    from mitodet.engine.rescorer_train import _detector_data
+    from mitodet.data.spec import load_spec, training_data
     from mitodet.evaluation import wholefield as W
     from mitodet.inference.predictor import Detector, resolve_model_dir
 
     model_dir = resolve_model_dir(model)
     det = Detector.load(model_dir, second_stage=second_stage)
-    spec = load_spec(data if data is not None else _detector_data(model_dir))
+    spec = load_spec(data if data is not None else training_data(model_dir))
     records = W.validation_records(spec, split, labs)
     if not records:
         raise ValueError(f"the data spec gives no label-complete {split} images")
     thr = det.threshold if threshold is None else float(threshold)
     res = W.collect(det, records, progress=progress)
-    rows = W.table_rows(res, thr, densities=sorted({*W.REPORT_DENSITIES, density}))
-    for row in rows:  # the F1 at the requested density, and the best threshold for it
-        sw = W.sweep([r for r in res if row["lab"] in ("all", r.lab)])
-        row.update(sw.at(thr, density))
-        row["best_threshold"] = W.best_threshold(sw, density)
-        row["best_f1"] = sw.at(row["best_threshold"], density)["f1_at_density"]
+    rows = W.table_rows(res, thr, densities=sorted({*W.REPORT_DENSITIES, density}), density=density)
     frame = None
     if frames and spec.full_frames:
         fr = W.full_frame_results(det, spec)

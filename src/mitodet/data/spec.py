@@ -94,6 +94,18 @@ def load_spec(spec: str | Path | dict) -> DataSpec:
                     split_seed=int(doc.get("split_seed", 0)), full_frames=list(doc.get("full_frames", [])), base=base)
 
 
+def training_data(model_dir: str | Path) -> Any:
+    """The data spec a model folder was trained on (the ``data`` of its ``train_config.json``),
+    else ``"shared"``."""
+    path = Path(model_dir) / "train_config.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("data", "shared")
+        except json.JSONDecodeError:
+            pass
+    return "shared"
+
+
 def _resolve(value: str, base: Path) -> str:
     if "${MITODET_DATA}" in value:
         value = value.replace("${MITODET_DATA}", str(default_data_root()))

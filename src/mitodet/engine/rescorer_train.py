@@ -348,7 +348,7 @@ def train_rescorer(detector_dir: str | Path, out: str | Path, cfg: RescorerTrain
     slides, of the labs the run trained on: with ``exclude_labs`` the held-out labs are
     never used to choose it, so that a table can say how it holds on a lab never seen.
     """
-    from mitodet.data.spec import load_spec
+    from mitodet.data.spec import load_spec, training_data
     from mitodet.evaluation import wholefield as W
     from mitodet.inference.predictor import Detector, resolve_model_dir
 
@@ -358,7 +358,7 @@ def train_rescorer(detector_dir: str | Path, out: str | Path, cfg: RescorerTrain
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if spec is None:
-        spec = load_spec(_detector_data(detector_dir))
+        spec = load_spec(training_data(detector_dir))
     t0 = time.time()
     train_rec, val_rec = records if records is not None else split_records(spec, cfg)
     train_rec = [r for r in train_rec if W.lab_group(r) not in cfg.exclude_labs]
@@ -388,14 +388,3 @@ def train_rescorer(detector_dir: str | Path, out: str | Path, cfg: RescorerTrain
                "exclude_labs": list(cfg.exclude_labs), "seed": cfg.seed}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _detector_data(model_dir: Path):
-    """The data spec the detector was trained on (its ``train_config.json``), else ``shared``."""
-    p = Path(model_dir) / "train_config.json"
-    if p.is_file():
-        try:
-            return json.loads(p.read_text()).get("data", "shared")
-        except json.JSONDecodeError:
-            pass
-    return "shared"

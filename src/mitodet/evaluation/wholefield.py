@@ -183,22 +183,23 @@ def look_alikes_rejected(results: Sequence[FieldResult], threshold: float, radiu
 
 
 def table_rows(results: Sequence[FieldResult], threshold: float, densities: Sequence[float] = REPORT_DENSITIES,
-               radius_um: float = RADIUS_UM) -> list[dict]:
-    """One row per lab group and one for all: counts, recall, FP/mm2 and F1 at each density,
-    at ``threshold``, and the best F1 at the default density over all thresholds."""
+               radius_um: float = RADIUS_UM, density: float = DEFAULT_DENSITY_PER_MM2) -> list[dict]:
+    """One row per lab group and one for all: counts, recall, FP/mm2, precision and F1 at
+    ``density`` and F1 at each of ``densities``, at ``threshold``; and the best F1 at
+    ``density`` over all thresholds with its threshold."""
     groups: dict[str, list[FieldResult]] = {}
     for r in results:
         groups.setdefault(r.lab, []).append(r)
     rows = []
     for lab, rs in [*sorted(groups.items()), ("all", list(results))]:
         sw = sweep(rs, radius_um)
-        at = sw.at(threshold)
+        at = sw.at(threshold, density)
         row = {"lab": lab, "images": len(rs), "mitoses": sw.n_gt, "area_mm2": sw.area_mm2, **at}
         for d in densities:
             row[f"f1@{d:g}"] = sw.at(threshold, d)["f1_at_density"]
-        best = best_threshold(sw)
+        best = best_threshold(sw, density)
         row["best_threshold"] = best
-        row["best_f1"] = sw.at(best)["f1_at_density"]
+        row["best_f1"] = sw.at(best, density)["f1_at_density"]
         rows.append(row)
     return rows
 

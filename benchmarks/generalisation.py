@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -41,8 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DOCS, command_line, environment_line, write_doc  # noqa: E402
 
 HELDOUT_GROUPS = {"atnorm": ("tcga", "midogpp")}
-#: (RescorerConfig.combine, AdaBN on the tested images' candidates)
-VARIANTS = (("second", False), ("geometric", False), ("second", True))
 
 
 def _groups(name: str) -> tuple[str, ...]:
@@ -107,8 +106,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="a few images per lab, 1 epoch: checks the plumbing")
     ap.add_argument("--out", type=Path, default=DOCS / "generalisation.md", help="markdown file to write (full mode)")
+    ap.add_argument("--name", default="", help="tag added to every two-stage variant's name (e.g. the augmentation "
+                    "compared); rows are then merged into --merge's table")
+    ap.add_argument("--combine", nargs="+", choices=["second", "geometric", "second+adabn"],
+                    default=["second", "geometric", "second+adabn"], help="score combinations to measure")
+    ap.add_argument("--no-all-labs", action="store_true", help="skip the second stage trained on every lab")
+    ap.add_argument("--merge", type=Path, nargs="*", default=[],
+                    help="rows.json files of earlier runs to put in the same table (same detector)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    variants = [(c.split("+")[0], c.endswith("+adabn")) for c in args.combine]
 
     import torch
 
@@ -171,7 +178,7 @@ def main(argv=None) -> int:
                          "recall_of_candidates": W.sweep(res).at(base.rescorer.min_candidate_score)["recall"]})
 
     def run(variant: str, exclude: tuple[str, ...], seed: int, tests: list[str]) -> None:
-        out = work / variant.replace(" ", "_").replace(",", "") / f"seed{seed}"
+        out = work / re.sub(r"[^\w.-]+", "_", variant).strip("_") / f"seed{seed}"
         cfg = RescorerTrainConfig.from_dict({**base.to_dict(), "seed": seed, "exclude_labs": list(exclude),
                                              "threads": args.threads})
         summary_path = out / "summary.json"
@@ -183,7 +190,7 @@ def main(argv=None) -> int:
         det = Detector.load(out / "model")
         calib = [r for r in val_complete if W.lab_group(r) not in exclude]
         trained = det.rescorer
-        for combine, adabn in VARIANTS:  # each variant's threshold is chosen on the calibration crops
+        for combine, adabn in variants:  # each variant's threshold is chosen on the calibration crops
             det.rescorer = trained
             det.rescorer.config = trained.config.replace(combine=combine)
             if adabn:
@@ -204,17 +211,22 @@ def main(argv=None) -> int:
                 print(json.dumps(rows[-1]), flush=True)
 
     # variant-major, so that a run stopped early has every seed of the variants it reached
-    for seed in args.seeds:
-        run("two-stage, all labs", (), seed, ["all-val"])
+    tag = f" [{args.name}]" if args.name else ""
+    if not args.no_all_labs:
+        for seed in args.seeds:
+            run(f"two-stage{tag}, all labs", (), seed, ["all-val"])
     for name in args.heldout:
         for seed in args.seeds:
-            run(f"two-stage, without {name}", _groups(name), seed, [name])
+            run(f"two-stage{tag}, without {name}", _groups(name), seed, [name])
+    own = list(rows)
+    for path in args.merge:  # earlier variants' second-stage rows, for one table
+        rows += [r for r in json.loads(path.read_text()) if r["variant"] != "first stage"]
     args.min_candidate_score = base.rescorer.min_candidate_score
     md = to_markdown(rows, args, first_thr, time.time() - t_start)
     print(md)
     if not args.quick:
         write_doc(args.out, "Generalisation: whole-field accuracy on held-out labs", md)
-    (work / "rows.json").write_text(json.dumps(rows, indent=2, default=float) + "\n")
+    (work / "rows.json").write_text(json.dumps(own, indent=2, default=float) + "\n")
     return 0
 
 

@@ -165,3 +165,25 @@ def test_dark_blobs_are_ranked_by_haematoxylin_density():
     np.testing.assert_allclose(found[0], [90, 80], atol=0.5)
     np.testing.assert_allclose(found[1], [50, 50], atol=0.5)
     assert len(dark_blobs(img, 0.25, 0)) == 0 and len(dark_blobs(np.zeros_like(img), 0.25, 3)) == 0
+
+
+def test_batch_applies_the_optional_stain_augmentations():
+    from mitodet.engine.rescorer_train import RescorerTrainConfig, Samples, _batch
+
+    red = np.zeros((96, 96, 3), np.uint8)
+    red[...] = (200, 60, 90)
+    blue = np.zeros((96, 96, 3), np.uint8)
+    blue[...] = (60, 60, 200)
+    s = Samples([red, blue], np.array([0, 1]), np.array([[48.0, 48.0], [48.0, 48.0]]), np.array([1, 0]), 0.25)
+    plain = {"hed_sigma": 0.0, "hed_bias": 0.0, "brightness": 0.0, "contrast": 0.0, "jitter_um": 0.0}
+    cfg = RescorerTrainConfig.from_dict(plain)
+    x = _batch(s, np.array([0] * 8), cfg, np.random.default_rng(0))
+    assert torch.allclose(x, x[:1].expand_as(x), atol=2 / 255)  # no augmentation: the same red patch
+    mixed = RescorerTrainConfig.from_dict({**plain, "fourier_mix": 1.0})
+    x = _batch(s, np.array([0] * 16), mixed, np.random.default_rng(0))
+    # half of the partners are the blue image: some patches take its colour
+    blue_mean = x[:, 2].mean((1, 2))
+    assert (blue_mean > 90 / 255 + 0.05).any() and (blue_mean < 90 / 255 + 0.01).any()
+    hsv = RescorerTrainConfig.from_dict({**plain, "hsv_hue": 0.2, "stain_matrix_sigma": 0.1})
+    x = _batch(s, np.array([0] * 8), hsv, np.random.default_rng(0))
+    assert x.std(0).max() > 0.02  # colours differ between draws

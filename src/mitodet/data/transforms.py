@@ -77,6 +77,53 @@ def hed_jitter(image: np.ndarray, rng: np.random.Generator, sigma: float = 0.05,
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def stain_matrix_jitter(image: np.ndarray, rng: np.random.Generator, sigma: float = 0.05) -> np.ndarray:
+    """Random stain matrix: unmix with the Ruifrok-Johnston H&E-DAB vectors, remix with each
+    stain vector perturbed by N(0, sigma) per RGB component (kept non-negative, unit length).
+
+    Unlike :func:`hed_jitter` (which scales each stain's amount) this changes the stains'
+    *colours*, as a different haematoxylin or eosin batch or scanner colour profile does.
+    """
+    rgb = np.maximum(image.astype(np.float32) / 255.0, 1e-6)
+    hed = -np.log(rgb) @ _HED_FROM_RGB.astype(np.float32)
+    m = np.abs(_RGB_FROM_HED + rng.normal(0.0, sigma, size=(3, 3)))
+    m = (m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-6)).astype(np.float32)
+    out = np.exp(-(hed @ m))
+    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def hsv_jitter(image: np.ndarray, rng: np.random.Generator, hue: float = 0.03, saturation: float = 0.2
+               ) -> np.ndarray:
+    """Hue shift by U(-hue, hue) of the colour circle and saturation scale U(1 - s, 1 + s)
+    (PIL's HSV conversion)."""
+    hsv = np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("HSV")).astype(np.int16)
+    hsv[..., 0] = (hsv[..., 0] + int(round(rng.uniform(-hue, hue) * 255))) % 256
+    hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(1 - saturation, 1 + saturation), 0, 255)
+    return np.asarray(Image.fromarray(hsv.astype(np.uint8), mode="HSV").convert("RGB"))
+
+
+def fourier_amplitude_mix(image: np.ndarray, other: np.ndarray, rng: np.random.Generator, beta: float = 0.1
+                          ) -> np.ndarray:
+    """Fourier-domain amplitude mixing (FDA, Yang & Soatto 2020; Jahanifar et al.'s MIDOG
+    2021 entry): the low-frequency amplitude spectrum of ``image`` (a centred square of side
+    ``2 * beta * size``) is blended with ``other``'s by a ratio U(0, 1); the phase (the
+    structure) is kept. ``other`` of the same shape, typically from another lab or scanner."""
+    if image.shape != other.shape:
+        raise ValueError(f"fourier_amplitude_mix needs equal shapes, got {image.shape} and {other.shape}")
+    x = image.astype(np.float32)
+    f = np.fft.fftshift(np.fft.fft2(x, axes=(0, 1)), axes=(0, 1))
+    fo = np.fft.fftshift(np.fft.fft2(other.astype(np.float32), axes=(0, 1)), axes=(0, 1))
+    amp, phase = np.abs(f), np.angle(f)
+    h, w = x.shape[:2]
+    b = max(1, int(min(h, w) * beta))
+    cy, cx = h // 2, w // 2
+    lam = rng.uniform(0.0, 1.0)
+    sl = (slice(cy - b, cy + b + 1), slice(cx - b, cx + b + 1))
+    amp[sl] = lam * np.abs(fo[sl]) + (1 - lam) * amp[sl]
+    out = np.fft.ifft2(np.fft.ifftshift(amp * np.exp(1j * phase), axes=(0, 1)), axes=(0, 1)).real
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def brightness_contrast(image: np.ndarray, rng: np.random.Generator, brightness: float = 0.1,
                         contrast: float = 0.1) -> np.ndarray:
     x = image.astype(np.float32)

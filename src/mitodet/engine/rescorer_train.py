@@ -16,7 +16,9 @@
    images, whether the detector fired there or not. Candidates on the
    mitosis-only sets (AtNorM) are unlabelled and never used.
 4. **Training**: AdamW, cosine schedule, flips / 90-degree rotations / HED jitter /
-   brightness-contrast, classes weighted to balance.
+   brightness-contrast, classes weighted to balance; optionally (off by default, compared
+   in ``benchmarks/generalisation.py``) Fourier amplitude mixing with another image's patch
+   (``fourier_mix``), random stain matrices (``stain_matrix_sigma``) and HSV jitter.
 5. **Threshold**: whole-field F1 (:mod:`mitodet.evaluation.wholefield`) on the validation
    slides' label-complete crops (held-out labs excluded: they are for testing).
 """
@@ -67,6 +69,11 @@ class RescorerTrainConfig:
     hed_bias: float = 0.1
     brightness: float = 0.15
     contrast: float = 0.15
+    stain_matrix_sigma: float = 0.0
+    hsv_hue: float = 0.0
+    hsv_saturation: float = 0.0
+    fourier_mix: float = 0.0
+    fourier_beta: float = 0.1
     exclude_labs: tuple[str, ...] = ()
     positive_sources: tuple[dict, ...] = DEFAULT_POSITIVE_SOURCES
     density_per_mm2: float = 10.0
@@ -282,7 +289,17 @@ def _batch(samples: Samples, which: np.ndarray, cfg: RescorerTrainConfig, rng: n
             if rng.random() < 0.5:
                 patch = patch[:, ::-1]
             patch = np.rot90(patch, int(rng.integers(4)))
-            patch = T.hed_jitter(np.ascontiguousarray(patch), rng, cfg.hed_sigma, cfg.hed_bias)
+            patch = np.ascontiguousarray(patch)
+            if cfg.fourier_mix > 0 and rng.random() < cfg.fourier_mix:  # another image's spectrum
+                k = int(rng.integers(len(samples.labels)))
+                o_img = samples.images[samples.image_index[k]]
+                other = read_patches(array_reader(o_img), o_img.shape[:2], samples.centres[k][None], p, p)[0]
+                patch = T.fourier_amplitude_mix(patch, other, rng, cfg.fourier_beta)
+            if cfg.stain_matrix_sigma > 0:
+                patch = T.stain_matrix_jitter(patch, rng, cfg.stain_matrix_sigma)
+            patch = T.hed_jitter(patch, rng, cfg.hed_sigma, cfg.hed_bias)
+            if cfg.hsv_hue > 0 or cfg.hsv_saturation > 0:
+                patch = T.hsv_jitter(patch, rng, cfg.hsv_hue, cfg.hsv_saturation)
             patch = T.brightness_contrast(patch, rng, cfg.brightness, cfg.contrast)
         out[j] = patch
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)

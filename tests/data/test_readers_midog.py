@@ -38,7 +38,7 @@ def test_real_midogpp_counts(shared_data: Path) -> None:
     assert all(r.points.min(initial=0) >= 0 for r in records)
     # images 151-200 (MIDOG 2021 Leica GT450) carry no annotation: unlabelled, not negative
     annotated = {a["image_id"] for a in data["annotations"]}
-    unlabelled = [r.slide for r in records if not r.extra["labelled"]]
+    unlabelled = [r.slide for r in records if not r.labelled]
     assert len(unlabelled) == len(data["images"]) - len(annotated) == 50
     assert unlabelled == [f"{i:03d}" for i in range(151, 201)]
 
@@ -65,7 +65,7 @@ def test_points_labels_mpp_mapping_and_empty_image(write, tmp_path: Path) -> Non
     np.testing.assert_array_equal(a.labels, [1, 0])
     assert (a.mpp, b.mpp, a.domain, b.domain) == (0.23, 0.26, "t", "")
     assert a.image == tmp_path / "img" / "a.tiff" and b.points.shape == (0, 2)
-    assert (a.extra["labelled"], b.extra["labelled"]) == (True, False)
+    assert (a.labelled, b.labelled) == (True, False)
     assert read_midog(path, tmp_path, mpp=0.24)[0].mpp == 0.24
     with pytest.raises(DataFormatError, match="'b.tiff' is not in the mpp mapping"):
         read_midog(path, tmp_path, mpp={"a.tiff": 0.23})

@@ -151,7 +151,7 @@ def test_mitos_atypia14_root_against_a_detect_csv(capsys, tmp_path):
     res = json.loads(out)
     assert (res["tp"], res["fp"], res["fn"], res["n_images"]) == (1, 1, 0, 2)
     assert {r["mpp"] for r in res["images"]} == {0.2455}  # Aperio, from the slide letter
-    assert res["domains"][0]["domain"] == "Aperio ScanScope XT"
+    assert res["domains"][0]["domain"] == "aperio"  # the readers' scanner table
     # a single *_mitosis.csv is accepted too; paired with the single prediction file by name
     rc, out, _ = run_cli(
         capsys,
@@ -246,13 +246,13 @@ def test_loader_formats_directly(tmp_path):
 @pytest.mark.parametrize(
     "name, text, message",
     [
-        ("bad.csv", "image,col,row\na,1,2\n", "no 'x' and 'y'"),
-        ("bad2.csv", "x,y,score\n1,abc,0.5\n", "line 2"),
+        ("bad.csv", "image,col,row\na,1,2\n", "missing column"),
+        ("bad2.csv", "x,y,score\n1,abc,0.5\n", r"bad2.csv:2: y is 'abc'"),
         ("bad.json", '{"foo": 1}', "JSON layout not recognised"),
         ("broken.json", "{not json", "not valid JSON"),
         ("mp.json", '{"type": "Multiple points", "points": [{"point": ["a", 1, 0]}]}', "malformed"),
         ("coco.json", '{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": 1, "bbox": '
-                      '[1, 2, "x", 4]}]}', "malformed"),
+                      '[1, 2, "x", 4]}]}', "bbox value is 'x', not a finite number"),
         ("points.txt", "1,2\n", "unknown point-file format"),
     ],
 )

@@ -135,7 +135,7 @@ def test_csv_evaluated_against_a_ground_truth(batch, tmp_path):
     assert len(rows) >= 4
     pts = np.array([[float(r["x"]), float(r["y"])] for r in rows[:3]])
     # three GT points 3 um (6 px) from detections, one far from everything
-    gt = np.concatenate([pts + [6.0, 0.0], [[-500.0, -500.0]]])
+    gt = np.concatenate([pts + [6.0, 0.0], [[5000.0, 5000.0]]])  # (coordinates are >= 0 in every reader)
     f = tmp_path / "gt.csv"
     f.write_text("image,x,y\n" + "".join(f"good2,{x},{y}\n" for x, y in gt))
     r = _run(["evaluate", "--gt", str(f), "--pred", str(batch.out / "good2.csv"), "--mpp", "0.5",

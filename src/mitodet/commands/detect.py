@@ -59,8 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gt", default=None, metavar="FILE",
                    help="ground-truth points (CSV, MITOS-ATYPIA-14 *_mitosis.csv, MIDOG JSON); prints "
                         "precision/recall/F1 per image (matched within --radius-um) and draws TP/FP/FN")
-    p.add_argument("--radius-um", type=float, default=8.0, metavar="UM",
-                   help="matching distance for --gt in micrometres (default 8, the MITOS-ATYPIA-14 criterion)")
+    p.add_argument("--radius-um", type=float, default=None, metavar="UM",
+                   help="matching distance for --gt in micrometres (default by the file's format, as "
+                        "'mitodet evaluate' scores it: 7.5 for MIDOG JSON, else 8, the MITOS-ATYPIA-14 criterion)")
     p.add_argument("--field-area-mm2", type=float, default=0.237, metavar="MM2",
                    help="area of one high-power field for the per-10-HPF count and the Nottingham score "
                         "(default 0.237, the digital standard HPF)")

@@ -29,6 +29,12 @@ class ImageRecord:
         domain: scanner, lab or tumour type (for per-domain tables).
         scores: optional float64 (N,) confidences from the source (e.g. MITOS-ATYPIA-14).
         source: short name of the dataset/reader the record came from.
+        labelled: ``False`` for an image that is in the label file but was never annotated
+            (MIDOG++'s 50 Leica GT450 scans): its points are unknown, not absent, so it is
+            neither a training negative nor an image whose detections are false positives.
+            Training (:mod:`mitodet.engine.train`, the second stage) and evaluation
+            (``mitodet evaluate``, ``detect --gt``, ``validate``) all skip such records.
+        extra: reader-specific details (frame name, annotation ids, ...).
     """
 
     image: Path
@@ -40,6 +46,7 @@ class ImageRecord:
     scores: np.ndarray | None = None
     source: str = ""
     extra: dict = field(default_factory=dict)
+    labelled: bool = True
 
     def __post_init__(self) -> None:
         pts = np.asarray(self.points, dtype=np.float64).reshape(-1, 2)

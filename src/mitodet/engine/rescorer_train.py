@@ -109,13 +109,15 @@ class RescorerTrainConfig:
 
 def split_records(spec, cfg: RescorerTrainConfig) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """(train, val) records: the detector's spec + the positive sources, split by slide as
-    the detector's training split them; records of unknown mitosis position are dropped."""
+    the detector's training split them; records of unknown mitosis position are dropped, and
+    unlabelled images (``ImageRecord.labelled`` False) after the split (so it is unchanged)."""
     from mitodet.data.sampler import split_by_slide
     from mitodet.data.spec import read_sources
 
     records = read_sources(list(spec.sources) + list(cfg.positive_sources), spec.base)
-    records = [r for r in records if not r.extra.get("position_unknown") and r.extra.get("labelled", True)]
-    return split_by_slide(records, spec.val_fraction, spec.split_seed)
+    records = [r for r in records if not r.extra.get("position_unknown")]
+    train, val = split_by_slide(records, spec.val_fraction, spec.split_seed)
+    return [r for r in train if r.labelled], [r for r in val if r.labelled]
 
 
 def _image(rec: ImageRecord, mpp: float) -> tuple[np.ndarray, np.ndarray, float]:

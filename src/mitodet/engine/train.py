@@ -171,6 +171,10 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig, spec, progress: boo
 
     records = [r for r in read_sources(spec.sources, spec.base) if not r.extra.get("position_unknown")]
     train_rec, val_rec = split_by_slide(records, spec.val_fraction, spec.split_seed)
+    # never-annotated images (MIDOG++'s GT450 scans) are neither negatives nor validation;
+    # dropped after the split so that the split itself does not depend on them
+    train_rec = [r for r in train_rec if r.labelled]
+    val_rec = [r for r in val_rec if r.labelled]
     if not train_rec:
         raise ValueError("the data spec gives no training records")
     train_src = load_sources(train_rec, model_cfg.mpp, progress=progress)

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mitodet.data.records import DataFormatError
     from mitodet.evaluation.io import load_points
-    from mitodet.evaluation.metrics import DEFAULT_RADIUS_UM, MIDOG_RADIUS_UM, evaluate_images
+    from mitodet.evaluation.metrics import evaluate_images, radius_for_format
 
     if args.mpp is not None and not (np.isfinite(args.mpp) and args.mpp > 0):
         return _fail(f"--mpp must be a positive number of micrometres per pixel, got {args.mpp}")
@@ -148,6 +148,13 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"{args.gt}: holds no image. Check the path.")
 
     notes: list[str] = []
+    unlabelled = sorted(n for n, g in gt.items() if not g.labelled)
+    if unlabelled:  # e.g. MIDOG++'s never-annotated GT450 scans: truth unknown, not "no mitoses"
+        notes.append(f"{len(unlabelled)} GT image(s) were never annotated and are skipped: {unlabelled[:3]}")
+        gt = {n: g for n, g in gt.items() if g.labelled}
+        if not gt:
+            return _fail(f"{args.gt}: every image in it is unannotated; nothing to evaluate against")
+        pred = {n: q for n, q in pred.items() if n not in unlabelled}
     names = sorted(gt)
     pairing = {n: n for n in names if n in pred}
     if len(gt) == 1 and len(pred) == 1 and not pairing:
@@ -191,8 +198,7 @@ def run(args: argparse.Namespace) -> int:
 
     radius_um = args.radius_um
     if radius_um is None:
-        midog = any(gt[n].fmt in ("midog_coco", "multiple_points", "midog_gt") for n in names)
-        radius_um = MIDOG_RADIUS_UM if midog else DEFAULT_RADIUS_UM
+        radius_um = min(radius_for_format(gt[n].fmt) for n in names)
     if args.threshold is not None and all(s is None for s in scores):
         notes.append("PRED has no scores: --threshold has no effect (every score is 1.0)")
     try:

@@ -31,6 +31,14 @@ pair up by name. Formats recognised by :func:`load_points`:
 
 Points in millimetres are converted to pixels later, once the image's mpp is known
 (:meth:`PointSet.to_pixels`).
+
+The pixel formats are parsed by :mod:`mitodet.data.readers` (the same rules, label
+spellings and scanner table as training): the generic CSV by
+:func:`~mitodet.data.readers.generic.parse_points_csv`, the MITOS-ATYPIA-14 CSVs by
+:func:`~mitodet.data.readers.mitos_atypia14.read_frame_csv`, MIDOG JSON by
+:func:`~mitodet.data.readers.midog.read_midog` (whose never-annotated images come back with
+``labelled`` False: evaluation skips them). What is this module's own: the millimetre
+formats of the grand-challenge tools, and merging a folder of files.
 """
 
 from __future__ import annotations
@@ -44,15 +52,7 @@ import numpy as np
 
 from mitodet.data.records import DataFormatError
 
-# MITOS-ATYPIA-14 scanners (see shared/data/README.md)
-MITOS14_SCANNERS = {
-    "A": ("Aperio ScanScope XT", 0.2455),
-    "H": ("Hamamatsu NanoZoomer 2.0-HT", 0.2273),
-}
 MIDOG_DEFAULT_PROBABILITY = 0.5
-
-_SCORE_NAMES = ("score", "probability", "confidence", "prob")
-_IMAGE_NAMES = ("image", "image_id", "image_name", "file", "filename", "file_name")
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +69,8 @@ class PointSet:
         units: ``"px"`` (level-0 pixels) or ``"mm"`` (grand-challenge millimetres).
         source: the file the points came from (for error messages).
         fmt: short name of the format.
+        labelled: False for an image listed in the file but never annotated (MIDOG++'s GT450
+            scans): its truth is unknown, so evaluation skips it (no false positives there).
     """
 
     name: str
@@ -80,6 +82,7 @@ class PointSet:
     units: str
     source: str
     fmt: str
+    labelled: bool = True
 
     def mitoses(self) -> tuple[np.ndarray, np.ndarray | None]:
         """(points, scores) of the label-1 rows only."""
@@ -98,7 +101,7 @@ def image_key(name: str) -> str:
     return Path(str(name)).stem
 
 
-def _pointset(name, pts, labels, scores, mpp, domain, units, source, fmt) -> PointSet:
+def _pointset(name, pts, labels, scores, mpp, domain, units, source, fmt, labelled=True) -> PointSet:
     pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
     return PointSet(
         name=name,
@@ -110,35 +113,8 @@ def _pointset(name, pts, labels, scores, mpp, domain, units, source, fmt) -> Poi
         units=units,
         source=str(source),
         fmt=fmt,
+        labelled=bool(labelled),
     )
-
-
-def _float(value: str, path: Path, line: int, column: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise DataFormatError(
-            f"{path}, line {line}: column {column!r} holds {value!r}, which is not a number"
-        ) from None
-    if not np.isfinite(v):
-        raise DataFormatError(f"{path}, line {line}: column {column!r} is {value!r}")
-    return v
-
-
-def _read_rows(path: Path) -> list[list[str]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return [row for row in csv.reader(fh) if row and any(c.strip() for c in row)]
-    except UnicodeDecodeError:
-        raise DataFormatError(f"{path}: not a text CSV file") from None
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
 
 
 def _mitos14_name(path: Path) -> tuple[str, int]:
@@ -151,158 +127,80 @@ def _mitos14_name(path: Path) -> tuple[str, int]:
 
 
 def _mitos14_scanner(name: str) -> tuple[str, float | None]:
-    domain, mpp = MITOS14_SCANNERS.get(name[:1].upper(), ("", None))
-    return domain, mpp
+    from mitodet.data.readers.mitos_atypia14 import frame_scanner
+
+    return frame_scanner(name) or ("", None)
 
 
-def _load_headerless_csv(path: Path, rows: list[list[str]]) -> dict[str, PointSet]:
+def _load_frame_csv(path: Path) -> dict[str, PointSet]:
+    """A MITOS-ATYPIA-14 ``<FRAME>_mitosis.csv`` / ``_not_mitosis.csv`` (header-less
+    ``x,y,confidence``), through the dataset reader's row parser."""
+    from mitodet.data.readers.mitos_atypia14 import read_frame_csv
+
     name, label = _mitos14_name(path)
-    pts, scores = [], []
-    for i, row in enumerate(rows, 1):
-        if len(row) < 2:
-            raise DataFormatError(f"{path}, line {i}: expected x,y[,confidence], got {row}")
-        pts.append((_float(row[0], path, i, "x"), _float(row[1], path, i, "y")))
-        scores.append(_float(row[2], path, i, "confidence") if len(row) > 2 else 1.0)
+    pts, conf = read_frame_csv(path)
     domain, mpp = _mitos14_scanner(name)
-    has_scores = any(len(r) > 2 for r in rows)
-    return {
-        name: _pointset(
-            name,
-            pts,
-            [label] * len(pts),
-            scores if has_scores else None,
-            mpp,
-            domain,
-            "px",
-            path,
-            "mitos_atypia14",
-        )
-    }
+    return {name: _pointset(name, pts, [label] * len(pts), conf if len(pts) else None, mpp, domain, "px", path,
+                            "mitos_atypia14")}
 
 
-def _load_header_csv(path: Path, rows: list[list[str]]) -> dict[str, PointSet]:
-    header = [h.strip().lower() for h in rows[0]]
-    col = {h: i for i, h in enumerate(header)}
-    if "x" not in col or "y" not in col:
-        raise DataFormatError(
-            f"{path}: the CSV header {rows[0]} has no 'x' and 'y' columns. Write a header "
-            "'image,x,y,score' (or 'x,y,score' for one image), x = column, y = row, pixels."
-        )
-    img_c = next((col[h] for h in _IMAGE_NAMES if h in col), None)
-    score_c = next((col[h] for h in _SCORE_NAMES if h in col), None)
-    label_c = col.get("label", col.get("class"))
-    mpp_c = col.get("mpp")
-    dom_c = col.get("domain", col.get("scanner"))
-    acc: dict[str, dict] = {}
-    for line, row in enumerate(rows[1:], 2):
-        row = row + [""] * (len(header) - len(row))
-        name = image_key(row[img_c].strip()) if img_c is not None else path.stem
-        if not name:
-            raise DataFormatError(f"{path}, line {line}: empty image name")
-        a = acc.setdefault(name, {"pts": [], "lab": [], "sc": [], "mpp": None, "dom": ""})
-        if mpp_c is not None and row[mpp_c].strip():
-            a["mpp"] = _float(row[mpp_c], path, line, "mpp")
-        if dom_c is not None and row[dom_c].strip():
-            a["dom"] = row[dom_c].strip()
-        xs, ys = row[col["x"]].strip(), row[col["y"]].strip()
-        if not xs and not ys and img_c is not None:
-            continue  # declares an image without points
-        a["pts"].append((_float(xs, path, line, "x"), _float(ys, path, line, "y")))
-        if score_c is not None:
-            a["sc"].append(_float(row[score_c], path, line, "score"))
-        lab = 1
-        if label_c is not None and row[label_c].strip():
-            raw = row[label_c].strip().lower()
-            if raw in ("1", "1.0", "mitosis", "mitotic figure", "mf", "true"):
-                lab = 1
-            elif raw in (
-                "0",
-                "0.0",
-                "non-mitosis",
-                "not mitotic figure",
-                "hard negative",
-                "imposter",
-                "false",
-                "2",
-            ):
-                lab = 0
-            else:
-                raise DataFormatError(
-                    f"{path}, line {line}: label {row[label_c]!r} not understood; use 1 for "
-                    "a mitotic figure and 0 for anything else"
-                )
-        a["lab"].append(lab)
-    return {
-        name: _pointset(
-            name,
-            a["pts"],
-            a["lab"],
-            a["sc"] if score_c is not None else None,
-            a["mpp"],
-            a["dom"],
-            "px",
-            path,
-            "csv",
-        )
-        for name, a in acc.items()
-    }
+def _load_header_csv(path: Path) -> dict[str, PointSet]:
+    """A points CSV with a header (:func:`mitodet.data.readers.generic.parse_points_csv`);
+    without an ``image`` column all rows belong to the image named like the file."""
+    from mitodet.data.readers.generic import parse_points_csv
+
+    out: dict[str, PointSet] = {}
+    for g in parse_points_csv(path, default_image=path.stem):
+        name = image_key(g.name)
+        if name in out:
+            raise DataFormatError(
+                f"{path}:{g.line}: image {g.name!r} has the same name without extension as another image "
+                f"of the file ({name!r}); images are paired by that name, so give each a distinct one"
+            )
+        out[name] = _pointset(name, g.points, g.labels, g.scores, g.mpp, g.domain or "", "px", path, "csv")
+    return out
 
 
 def load_csv(path: Path) -> dict[str, PointSet]:
     """Read a generic (header) or MITOS-ATYPIA-14 style (header-less) point CSV."""
-    rows = _read_rows(path)
-    if not rows:  # e.g. the _mitosis.csv of a frame without mitoses
+    first = ""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            first = next((line for line in fh if line.strip()), "")
+    except UnicodeDecodeError:
+        raise DataFormatError(f"{path}: not a text CSV file. Save it as UTF-8 CSV") from None
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: no such file. Check the path") from None
+    if not first.strip():  # e.g. the _mitosis.csv of a frame without mitoses
         name, _ = _mitos14_name(path)
         if name != path.stem:
             domain, mpp = _mitos14_scanner(name)
             return {name: _pointset(name, [], [], None, mpp, domain, "px", path, "mitos_atypia14")}
         return {name: _pointset(name, [], [], None, None, "", "px", path, "csv")}
-    if all(_is_number(c) for c in rows[0] if c.strip()):
-        return _load_headerless_csv(path, rows)
-    return _load_header_csv(path, rows)
+    if all(_is_number(c) for c in first.split(",") if c.strip()):
+        return _load_frame_csv(path)
+    return _load_header_csv(path)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
 
 
 def _load_coco(path: Path, data: dict) -> dict[str, PointSet]:
-    images = {}
-    for im in data["images"]:
-        if "id" not in im or "file_name" not in im:
-            raise DataFormatError(f"{path}: an entry of 'images' lacks 'id' or 'file_name': {im}")
-        images[im["id"]] = im
-    acc: dict = {i: {"pts": [], "lab": [], "sc": []} for i in images}
-    for k, ann in enumerate(data["annotations"]):
-        if ann.get("image_id") not in images:
-            raise DataFormatError(
-                f"{path}: annotation #{k} refers to image_id {ann.get('image_id')!r}, "
-                "which is not in 'images'"
-            )
-        box = ann.get("bbox")
-        if box is None or len(box) != 4:
-            raise DataFormatError(f"{path}: annotation #{k} has no 4-number 'bbox': {ann}")
-        x1, y1, x2, y2 = (float(v) for v in box)
-        a = acc[ann["image_id"]]
-        a["pts"].append(((x1 + x2) / 2.0, (y1 + y2) / 2.0))
-        a["lab"].append(1 if ann.get("category_id", 1) == 1 else 0)
-        if "score" in ann:
-            a["sc"].append(float(ann["score"]))
+    """MIDOG COCO-like JSON through :func:`mitodet.data.readers.midog.read_midog`: category 1
+    is a mitotic figure, 2 an imposter, anything else an error; images without annotations
+    are unlabelled. Pixel size only where the file gives one (``images[].mpp``)."""
+    from mitodet.data.readers.midog import read_midog
+
     out = {}
-    for i, im in images.items():
-        a = acc[i]
-        if a["sc"] and len(a["sc"]) != len(a["pts"]):
-            raise DataFormatError(f"{path}: image {im['file_name']}: some annotations lack 'score'")
-        name = image_key(im["file_name"])
-        mpp = im.get("mpp")
-        domain = str(im.get("scanner") or im.get("tumor_type") or "")
-        out[name] = _pointset(
-            name,
-            a["pts"],
-            a["lab"],
-            a["sc"] or None,
-            float(mpp) if mpp else None,
-            domain,
-            "px",
-            path,
-            "midog_coco",
-        )
+    for rec in read_midog(path, path.parent):
+        name = image_key(rec.image.name)
+        out[name] = _pointset(name, rec.points, rec.labels, rec.scores, rec.extra.get("mpp_in_file"), rec.domain,
+                              "px", path, "midog_coco", labelled=rec.labelled)
     return out
 
 

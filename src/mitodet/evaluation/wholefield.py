@@ -31,11 +31,11 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from mitodet.data.records import ImageRecord
+from mitodet.evaluation.metrics import DEFAULT_RADIUS_UM as RADIUS_UM
 from mitodet.evaluation.metrics import threshold_sweep
 
 DEFAULT_DENSITY_PER_MM2 = 10.0
 REPORT_DENSITIES = (5.0, 10.0, 25.0)
-RADIUS_UM = 8.0
 
 # MIDOG 2021 case numbers by scanner (Aubreville et al. 2023): 001-050 Hamamatsu XR,
 # 051-100 Hamamatsu S360, 101-150 Aperio ScanScope CS2, 151-200 Leica GT450 (unlabelled).
@@ -66,7 +66,7 @@ def lab_group(record: ImageRecord) -> str:
 def label_complete(record: ImageRecord) -> bool:
     """Whether every mitosis inside the record's image is labelled (so that a detection
     matching none is a real false positive): AMi-Br crops and MITOS-ATYPIA-14 frames."""
-    return record.source in ("amibr", "mitos_atypia14") and record.extra.get("labelled", True) is not False
+    return record.source in ("amibr", "mitos_atypia14") and record.labelled
 
 
 def tissue_area_mm2(image: np.ndarray, mpp: float) -> float:

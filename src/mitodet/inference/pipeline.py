@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from mitodet.evaluation.metrics import DEFAULT_RADIUS_UM  # the one definition (re-exported here)
 from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
 
 INDEX_NAME = "summary.csv"
@@ -59,8 +60,6 @@ OUTPUT_SUFFIXES: dict[str, str] = {
     "summary_md": ".summary.md",
     "summary_json": ".summary.json",
 }
-DEFAULT_RADIUS_UM = 8.0
-"""Matching radius against ground truth (MITOS-ATYPIA-14 / ICPR criterion)."""
 
 _RESERVED = {"summary"}  # would collide with the batch index summary.csv
 _OWN_OUTPUT_ENDINGS = (".overlay.png", ".heatmap.png")
@@ -244,7 +243,7 @@ class _Options:
     tissue: str
     heatmap: bool
     reader: str
-    radius_um: float
+    radius_um: float | None  # None: by the ground truth's format (evaluation.metrics.radius_for_format)
     progress: bool
 
 
@@ -346,9 +345,14 @@ def process_file(detector, path: Path, name: str, out_dir: Path, opts: _Options,
             ps = next(iter(gt_points.values()))
         if ps is None:
             notes.append(f"no ground truth for image {key_!r} in {gt_file}; not evaluated")
+        elif not ps.labelled:
+            notes.append(f"image {key_!r} is in {gt_file} but was never annotated; not evaluated")
         else:
+            from mitodet.evaluation.metrics import radius_for_format
+
             gt_pts = ps.to_pixels(mpp).mitoses()[0]
-            ev, parts = _evaluate(gt_pts, det, opts.radius_um)
+            radius_um = opts.radius_um if opts.radius_um is not None else radius_for_format(ps.fmt)
+            ev, parts = _evaluate(gt_pts, det, radius_um)
             ev["gt_file"] = gt_file
             ev["gt_image"] = ps.name
 
@@ -498,7 +502,7 @@ def plan_batch(
     field_area_mm2: float = DIGITAL_HPF_AREA_MM2,
     tissue: str = "auto",
     heatmap: bool = True,
-    radius_um: float = DEFAULT_RADIUS_UM,
+    radius_um: float | None = None,
     recursive: bool = False,
     reader: str = "auto",
     progress: bool = False,
@@ -520,7 +524,7 @@ def plan_batch(
         from mitodet.inference.slide import NO_PIXEL_SIZE, resolve_mpp
 
         resolve_mpp("--mpp", NO_PIXEL_SIZE, mpp)  # validates the range
-    if not (math.isfinite(radius_um) and radius_um > 0):
+    if radius_um is not None and not (math.isfinite(radius_um) and radius_um > 0):
         raise ValueError(f"radius_um must be a positive number of micrometres, got {radius_um!r}")
     if not (math.isfinite(field_area_mm2) and field_area_mm2 > 0):
         raise ValueError(f"field_area_mm2 must be a positive area in mm^2, got {field_area_mm2!r}")
@@ -546,12 +550,13 @@ def plan_batch(
         gt_points = load_points(gt)
         gt_file = str(gt)
     opts = _Options(mpp=mpp, threshold=threshold, field_area_mm2=float(field_area_mm2), tissue=tissue,
-                    heatmap=bool(heatmap), reader=reader, radius_um=float(radius_um), progress=progress)
+                    heatmap=bool(heatmap), reader=reader,
+                    radius_um=None if radius_um is None else float(radius_um), progress=progress)
     settings = {
         "model": model_fingerprint(detector),
         "threshold": detector.threshold if threshold is None else float(threshold),
         "mpp": mpp, "tissue": tissue, "heatmap": bool(heatmap), "reader": reader,
-        "field_area_mm2": float(field_area_mm2), "radius_um": float(radius_um),
+        "field_area_mm2": float(field_area_mm2), "radius_um": None if radius_um is None else float(radius_um),
         "tile_px": detector.tile_px, "overlap_px": detector.overlap_px, "flip_tta": detector.flip_tta,
         "backend": getattr(detector, "backend", "torch"),
         "gt": None if gt is None else _file_identity(Path(gt)),
@@ -577,7 +582,7 @@ def detect_files(
     field_area_mm2: float = DIGITAL_HPF_AREA_MM2,
     tissue: str = "auto",
     heatmap: bool = True,
-    radius_um: float = DEFAULT_RADIUS_UM,
+    radius_um: float | None = None,
     overwrite: bool = False,
     recursive: bool = False,
     reader: str = "auto",
@@ -600,7 +605,8 @@ def detect_files(
         field_area_mm2: HPF area for the per-10-HPF count, hotspot and Nottingham score.
         tissue: ``"auto"`` (slides only), ``"on"``, ``"off"``.
         heatmap: write the GLB heat-map for HPF images.
-        radius_um: matching radius against ``gt``.
+        radius_um: matching radius against ``gt`` (um); default by the ground truth's format
+            (7.5 um for MIDOG files, as ``mitodet evaluate`` scores them, else 8 um).
         overwrite: process inputs even when complete outputs from the same settings exist.
         recursive: look into sub-folders of folder inputs.
         reader: ``"auto"``, ``"openslide"`` or ``"tifffile"`` for slides.

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from mitodet.inference.pipeline import (DEFAULT_RADIUS_UM, BatchResult, FileResult, _describe, _Options,
+from mitodet.inference.pipeline import (BatchResult, FileResult, _describe, _Options,
                                         failed_result, plan_batch, process_file, write_index)
 from mitodet.inference.predictor import TilePlan, _check_threshold
 from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
@@ -419,7 +419,7 @@ class RayDetectorPool:
         field_area_mm2: float = DIGITAL_HPF_AREA_MM2,
         tissue: str = "auto",
         heatmap: bool = True,
-        radius_um: float = DEFAULT_RADIUS_UM,
+        radius_um: float | None = None,
         overwrite: bool = False,
         recursive: bool = False,
         reader: str = "auto",

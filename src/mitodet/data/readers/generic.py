@@ -6,6 +6,7 @@ import csv
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,66 +21,77 @@ from mitodet.data.readers._common import (
 from mitodet.data.readers.midog import load_json
 from mitodet.data.records import LABEL_HARD_NEGATIVE, LABEL_MITOSIS, ImageRecord
 
-__all__ = ["read_points_csv", "read_qupath_geojson", "parse_label"]
+__all__ = ["read_points_csv", "parse_points_csv", "PointRows", "read_qupath_geojson", "parse_label", "LABEL_NAMES"]
 
-_REQUIRED = ("image", "x", "y")
-_OPTIONAL = ("score", "label", "mpp", "slide", "domain")
+#: column name -> accepted header spellings (case-insensitive); the first is the canonical one
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "image": ("image", "image_name", "image_id", "file", "filename", "file_name"),
+    "x": ("x",),
+    "y": ("y",),
+    "score": ("score", "probability", "confidence"),
+    "label": ("label", "class"),
+    "mpp": ("mpp",),
+    "slide": ("slide",),
+    "domain": ("domain", "scanner"),
+}
+#: columns ``mitodet detect`` writes beside x, y, score: read and ignored
+IGNORED_COLUMNS = ("x_um", "y_um", "first_stage_score")
 
-#: accepted spellings of the ``label`` column (case-insensitive, surrounding spaces ignored)
+#: accepted spellings of a label (case-insensitive, surrounding spaces ignored), in every
+#: point format mitodet reads (points CSV for training, ``mitodet evaluate``, ``detect --gt``)
 LABEL_NAMES: dict[str, int] = {
     **{k: LABEL_MITOSIS for k in ("1", "1.0", "mitosis", "mitotic", "mitotic figure",
-                                  "mitotic_figure", "mf", "positive")},
-    **{k: LABEL_HARD_NEGATIVE for k in ("0", "0.0", "hard_negative", "hard negative",
+                                  "mitotic_figure", "mf", "positive", "true")},
+    **{k: LABEL_HARD_NEGATIVE for k in ("0", "0.0", "2", "hard_negative", "hard negative",
                                         "hard-negative", "negative", "non_mitosis",
-                                        "non-mitosis", "non mitosis", "imposter", "impostor")},
+                                        "non-mitosis", "non mitosis", "not mitotic figure",
+                                        "non-mitotic", "imposter", "impostor", "false")},
 }
 
 
 def parse_label(text: str) -> int | None:
-    """Map a label spelling (``1``/``0``, ``mitosis``, ``hard_negative``, ...) to 1/0, else None."""
+    """Map a label spelling (``1``/``0``, ``mitosis``, ``hard_negative``, MIDOG's imposter
+    category ``2``, ...) to 1/0, else None."""
     return LABEL_NAMES.get(text.strip().lower())
 
 
-def read_points_csv(
-    path: str | Path,
-    *,
-    image_root: str | Path | None = None,
-    mpp: float | None = None,
-) -> list[ImageRecord]:
-    """Read a CSV of point labels, one row per object, grouped into one record per image.
+@dataclass
+class PointRows:
+    """The rows of one image of a points CSV (:func:`parse_points_csv`)."""
 
-    Columns (header required, any order): ``image``, ``x``, ``y`` and optionally ``score``,
-    ``label``, ``mpp``, ``slide``, ``domain``. Other column names are refused so a typo
-    (``lable``) cannot silently drop labels.
+    name: str  # the ``image`` cell as written (or the default image)
+    image: Path  # resolved against the image root
+    points: list[tuple[float, float]]
+    labels: list[int]
+    scores: list[float] | None  # None when the file has no score column
+    mpp: float | None
+    slide: str | None
+    domain: str | None
+    line: int  # where the image first appears
 
-    - ``x``, ``y``: (column, row) in level-0 pixels of that image (pixel-centre convention:
-      pixel ``(i, j)`` has its centre at ``(i, j)``). A row with both empty declares an image
-      without objects (an all-negative image).
-    - ``label``: ``1``/``mitosis``/``mitotic figure`` -> 1, ``0``/``hard_negative``/``negative``
-      /``imposter`` -> 0 (case-insensitive); empty or no column -> 1.
-    - ``mpp``: um per pixel; must agree across the rows of one image. Without the column
-      (or where empty) the ``mpp`` argument is used.
-    - ``slide`` defaults to the image file stem, ``domain`` to ``""``.
 
-    Args:
-        path: the CSV file (UTF-8, comma separated).
-        image_root: folder that relative ``image`` paths are resolved against; default the
-            CSV's own folder. Absolute paths are kept. Images need not exist.
-        mpp: um per pixel for rows without an ``mpp`` value.
+def parse_points_csv(path: str | Path, *, image_root: str | Path | None = None,
+                     default_image: str | None = None) -> list[PointRows]:
+    """Parse a points CSV into per-image rows: the one set of rules for every caller.
 
-    Returns:
-        One record per image, in order of first appearance; ``scores`` (N,) when the CSV has a
-        ``score`` column, else ``None``; ``source`` ``"points_csv"``.
+    Columns (header required, any order; spellings in ``_COLUMNS``): ``image``, ``x``, ``y``
+    and optionally ``score`` (or ``probability``, ``confidence``), ``label`` (or ``class``),
+    ``mpp``, ``slide``, ``domain`` (or ``scanner``); the extra columns ``mitodet detect``
+    writes (``IGNORED_COLUMNS``) are ignored. Any other column is refused, so a typo
+    (``lable``) cannot silently drop labels. Without an ``image`` column every row belongs
+    to ``default_image`` (a single-image file such as ``detect``'s ``<name>.csv``); with no
+    default that is an error.
+
+    - ``x``, ``y``: (column, row) in level-0 pixels, finite and >= 0. A row with both empty
+      declares an image without objects.
+    - ``label``: see :data:`LABEL_NAMES`; empty or no column -> 1 (mitosis).
+    - ``mpp``, ``slide``, ``domain``: one value per image (conflicts are errors).
 
     Raises:
-        ValueError: ``mpp`` given but not positive.
-        DataFormatError: missing file, missing/unknown columns, wrong field count, an empty
-            or non-numeric, NaN or negative coordinate, unknown label, no pixel size, or
-            conflicting ``mpp``/``slide``/``domain`` within an image (file and line named).
+        DataFormatError: missing file, bad header, wrong field count, a bad number, label or
+            coordinate, conflicting per-image values (file and line named).
     """
     path = Path(path)
-    if mpp is not None and not mpp > 0:
-        raise ValueError(f"mpp must be > 0, got {mpp!r}")
     base = Path(image_root) if image_root is not None else path.parent
     try:
         handle = open(path, encoding="utf-8-sig", newline="")
@@ -100,9 +112,12 @@ def read_points_csv(
             )
         header_line = reader.line_num
         columns = [c.strip().lower() for c in header]
-        missing = [c for c in _REQUIRED if c not in columns]
-        unknown = [c for c in columns if c not in _REQUIRED + _OPTIONAL]
-        duplicated = sorted({c for c in columns if columns.count(c) > 1})
+        spelling = {alias: name for name, aliases in _COLUMNS.items() for alias in aliases}
+        canonical = [spelling.get(c, c) for c in columns]
+        required = ["x", "y"] + (["image"] if default_image is None else [])
+        missing = [c for c in required if c not in canonical]
+        unknown = [c for c in columns if c not in spelling and c not in IGNORED_COLUMNS]
+        duplicated = sorted({c for c in canonical if canonical.count(c) > 1 and c in _COLUMNS})
         if missing or unknown or duplicated:
             problems = []
             if missing:
@@ -113,10 +128,11 @@ def read_points_csv(
                 problems.append(f"duplicated column(s) {duplicated}")
             raise format_error(
                 path, header_line, f"bad header {header!r}: " + "; ".join(problems),
-                f"Use the columns {list(_REQUIRED)} plus any of {list(_OPTIONAL)}",
+                "Use the columns ['image', 'x', 'y'] plus any of ['score', 'label', 'mpp', 'slide', "
+                "'domain'] (x = column, y = row, level-0 pixels)",
             )
-        col = {name: i for i, name in enumerate(columns)}
-        groups: dict[str, dict[str, Any]] = {}
+        col = {name: i for i, name in enumerate(canonical) if name in _COLUMNS}
+        groups: dict[str, PointRows] = {}
         try:
             for row in reader:
                 line = reader.line_num
@@ -128,36 +144,35 @@ def read_points_csv(
                         "Give every row one value per header column (empty for none)",
                     )
                 cell = {name: row[i].strip() for name, i in col.items()}
-                if not cell["image"]:
+                key = cell["image"] if "image" in cell else str(default_image)
+                if not key:
                     raise format_error(path, line, "empty image", "Name the image of every row")
-                group = groups.get(cell["image"])
+                group = groups.get(key)
                 if group is None:
-                    image = Path(cell["image"])
-                    group = groups[cell["image"]] = {
-                        "image": image if image.is_absolute() else base / image,
-                        "points": [], "labels": [], "scores": [],
-                        "mpp": None, "slide": None, "domain": None, "line": line,
-                    }
+                    image = Path(key)
+                    group = groups[key] = PointRows(
+                        key, image if image.is_absolute() else base / image, [], [],
+                        [] if "score" in col else None, None, None, None, line)
                 for name in ("slide", "domain"):
                     value = cell.get(name, "")
                     if value:
-                        if group[name] not in (None, value):
+                        if getattr(group, name) not in (None, value):
                             raise format_error(
-                                path, line, f"{name} {value!r} differs from {group[name]!r} "
-                                f"given earlier for image {cell['image']!r}",
+                                path, line, f"{name} {value!r} differs from {getattr(group, name)!r} "
+                                f"given earlier for image {key!r}",
                                 f"Give one {name} per image",
                             )
-                        group[name] = value
+                        setattr(group, name, value)
                 if cell.get("mpp", ""):
                     row_mpp = parse_number(cell["mpp"], path, line, "mpp")
                     if not row_mpp > 0:
                         raise format_error(path, line, f"mpp is {cell['mpp']!r}", "mpp must be > 0")
-                    if group["mpp"] is not None and not math.isclose(group["mpp"], row_mpp):
+                    if group.mpp is not None and not math.isclose(group.mpp, row_mpp):
                         raise format_error(
-                            path, line, f"mpp {row_mpp} differs from {group['mpp']} given "
-                            f"earlier for image {cell['image']!r}", "Give one mpp per image",
+                            path, line, f"mpp {row_mpp} differs from {group.mpp} given "
+                            f"earlier for image {key!r}", "Give one mpp per image",
                         )
-                    group["mpp"] = row_mpp
+                    group.mpp = row_mpp
                 if not cell["x"] and not cell["y"]:
                     continue  # declares an image without objects
                 if not cell["x"] or not cell["y"]:
@@ -165,7 +180,7 @@ def read_points_csv(
                         path, line, f"only one of x={cell['x']!r}, y={cell['y']!r} is given",
                         "Give both x and y, or leave both empty for an image without objects",
                     )
-                group["points"].append((
+                group.points.append((
                     parse_coordinate(cell["x"], path, line, "x"),
                     parse_coordinate(cell["y"], path, line, "y"),
                 ))
@@ -176,30 +191,63 @@ def read_points_csv(
                         path, line, f"unknown label {label_text!r}",
                         "Use 1/mitosis for mitotic figures and 0/hard_negative for look-alikes",
                     )
-                group["labels"].append(label)
-                if "score" in col:
-                    group["scores"].append(parse_number(cell["score"], path, line, "score"))
+                group.labels.append(label)
+                if group.scores is not None:
+                    group.scores.append(parse_number(cell["score"], path, line, "score"))
         except (csv.Error, UnicodeDecodeError) as e:
             raise format_error(
                 path, reader.line_num, f"unreadable CSV ({e})", "Save it as UTF-8 CSV"
             ) from None
+    return list(groups.values())
+
+
+def read_points_csv(
+    path: str | Path,
+    *,
+    image_root: str | Path | None = None,
+    mpp: float | None = None,
+) -> list[ImageRecord]:
+    """Read a CSV of point labels, one row per object, grouped into one record per image.
+
+    The columns and rules are :func:`parse_points_csv`'s (an ``image`` column is required
+    here). ``mpp`` must agree across the rows of one image; without the column (or where
+    empty) the ``mpp`` argument is used. ``slide`` defaults to the image file stem,
+    ``domain`` to ``""``.
+
+    Args:
+        path: the CSV file (UTF-8, comma separated).
+        image_root: folder that relative ``image`` paths are resolved against; default the
+            CSV's own folder. Absolute paths are kept. Images need not exist.
+        mpp: um per pixel for rows without an ``mpp`` value.
+
+    Returns:
+        One record per image, in order of first appearance; ``scores`` (N,) when the CSV has a
+        ``score`` column, else ``None``; ``source`` ``"points_csv"``.
+
+    Raises:
+        ValueError: ``mpp`` given but not positive.
+        DataFormatError: as :func:`parse_points_csv`, and an image without a pixel size.
+    """
+    path = Path(path)
+    if mpp is not None and not mpp > 0:
+        raise ValueError(f"mpp must be > 0, got {mpp!r}")
     records: list[ImageRecord] = []
-    for name, group in groups.items():
-        image_mpp = group["mpp"] if group["mpp"] is not None else mpp
+    for group in parse_points_csv(path, image_root=image_root):
+        image_mpp = group.mpp if group.mpp is not None else mpp
         if image_mpp is None:
             raise format_error(
-                path, group["line"], f"no pixel size for image {name!r}",
+                path, group.line, f"no pixel size for image {group.name!r}",
                 "Add an 'mpp' column (um per pixel) or pass mpp=... to read_points_csv",
             )
         records.append(
             ImageRecord(
-                image=group["image"],
-                points=points_array(group["points"]),
-                labels=np.asarray(group["labels"], dtype=np.int64),
+                image=group.image,
+                points=points_array(group.points),
+                labels=np.asarray(group.labels, dtype=np.int64),
                 mpp=image_mpp,
-                slide=group["slide"] or Path(name).stem,
-                domain=group["domain"] or "",
-                scores=np.asarray(group["scores"], dtype=np.float64) if "score" in col else None,
+                slide=group.slide or Path(group.name).stem,
+                domain=group.domain or "",
+                scores=None if group.scores is None else np.asarray(group.scores, dtype=np.float64),
                 source="points_csv",
             )
         )
@@ -208,7 +256,7 @@ def read_points_csv(
 
 _NEGATIVE_WORDS = {"non", "not", "negative", "imposter", "impostor", "mimic", "lookalike",
                    "nonmitotic", "nonmitosis"}
-_SCORE_NAMES = ("score", "probability", "confidence")
+_SCORE_NAMES = _COLUMNS["score"]
 
 
 def _class_label(name: str | None, label_map: Mapping[str, int] | None) -> int | None:

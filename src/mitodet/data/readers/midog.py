@@ -87,7 +87,8 @@ def read_midog(
         image_dir: folder of the images (``001.tiff``, ...); need not exist (label-only use).
         mpp: um per pixel: one float for all images, a mapping ``file_name -> mpp`` (every
             image must be in it), or ``None`` for ``DEFAULT_MIDOG_MPP`` (0.25; the JSON has
-            no pixel size, the scanners span 0.23-0.26).
+            no pixel size, the scanners span 0.23-0.26); an ``images`` entry's own ``mpp``
+            field, when present, wins over that default (``extra["mpp_in_file"]``).
 
     Returns:
         One record per entry of ``images``, in JSON order. ``points`` (N, 2) float64 are box
@@ -95,9 +96,11 @@ def read_midog(
         (pixel-centre convention); a centre outside the image (a border object whose box
         sticks out) is moved onto the nearest edge pixel; labels 1 for category 1 (mitotic
         figure), 0 for category 2 (imposter); ``slide`` the file-name stem (``"001"``);
-        ``domain`` the ``tumor_type`` (``""`` when absent, as in MIDOG 2021); ``extra``
-        holds ``"width"``, ``"height"``, ``"image_id"``, ``"annotation_ids"`` (N,) and
-        ``"labelled"``: ``False`` for an image without any annotation. Every annotated MIDOG
+        ``domain`` the ``tumor_type``, else the ``scanner`` (``""`` when both are absent, as
+        in MIDOG 2021); ``scores`` the annotations' ``score`` when every annotation of the
+        file has one (a prediction file in this layout), else None; ``extra``
+        holds ``"width"``, ``"height"``, ``"image_id"``, ``"annotation_ids"`` (N,);
+        ``labelled`` is ``False`` for an image without any annotation. Every annotated MIDOG
         image has mitoses or imposters, so such an image is unlabelled (in MIDOG++ the 50
         MIDOG 2021 Leica GT450 scans ``151``-``200``), not mitosis-free: samplers must not
         use it as an all-negative image.
@@ -110,6 +113,7 @@ def read_midog(
     """
     json_path = Path(json_path)
     image_dir = Path(image_dir)
+    mpp_default = mpp is None
     if mpp is None:
         mpp = DEFAULT_MIDOG_MPP
     if not isinstance(mpp, Mapping) and not (isinstance(mpp, (int, float)) and mpp > 0):
@@ -141,6 +145,13 @@ def read_midog(
     points: dict[int, list[tuple[float, float]]] = {i: [] for i in order}
     labels: dict[int, list[int]] = {i: [] for i in order}
     ann_ids: dict[int, list[Any]] = {i: [] for i in order}
+    scores: dict[int, list[float]] = {i: [] for i in order}
+    with_score = sum(1 for a in data["annotations"] if isinstance(a, dict) and "score" in a)
+    if 0 < with_score < len(data["annotations"]):
+        raise format_error(
+            json_path, None, f"{with_score} of {len(data['annotations'])} annotations have a 'score'",
+            "Give every annotation a score (a prediction file) or none (ground truth)",
+        )
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
             raise format_error(json_path, None, f"annotations[{i}] is not an object", "Fix it")
@@ -151,7 +162,7 @@ def read_midog(
                 json_path, None, f"{where}: image_id {image_id!r} is not in 'images'",
                 "Add the image or remove the annotation",
             )
-        category = ann.get("category_id")
+        category = ann.get("category_id", 1)  # a prediction file may leave it out
         if category not in _CATEGORIES:
             raise format_error(
                 json_path, None, f"{where}: category_id {category!r}, expected 1 or 2",
@@ -183,10 +194,15 @@ def read_midog(
         points[image_id].append((cx, cy))
         labels[image_id].append(_CATEGORIES[category])
         ann_ids[image_id].append(ann.get("id"))
+        if with_score:
+            scores[image_id].append(_number(ann["score"], json_path, where, "score"))
     records: list[ImageRecord] = []
     for image_id in order:
         entry = images[image_id]
         file_name = str(entry["file_name"])
+        in_file = entry.get("mpp")
+        if in_file is not None:
+            in_file = _number(in_file, json_path, f"image {image_id!r}", "mpp")
         if isinstance(mpp, Mapping):
             if file_name not in mpp:
                 raise format_error(
@@ -194,6 +210,8 @@ def read_midog(
                     "Give an mpp for every file_name, or one float for all",
                 )
             image_mpp = float(mpp[file_name])
+        elif in_file is not None and mpp_default:
+            image_mpp = in_file
         else:
             image_mpp = float(mpp)
         try:
@@ -203,15 +221,17 @@ def read_midog(
                 labels=np.asarray(labels[image_id], dtype=np.int64),
                 mpp=image_mpp,
                 slide=Path(file_name).stem,
-                domain=str(entry.get("tumor_type", "")),
+                domain=str(entry.get("tumor_type") or entry.get("scanner") or ""),
+                scores=np.asarray(scores[image_id], dtype=np.float64) if with_score else None,
                 source="midog",
                 extra={
                     "width": entry.get("width"),
                     "height": entry.get("height"),
                     "image_id": image_id,
                     "annotation_ids": tuple(ann_ids[image_id]),
-                    "labelled": bool(ann_ids[image_id]),
+                    "mpp_in_file": in_file,
                 },
+                labelled=bool(ann_ids[image_id]),
             )
         except ValueError as e:  # e.g. a non-positive mpp in the mapping
             raise DataFormatError(f"{json_path}: {e}") from None

@@ -28,7 +28,7 @@ from mitodet.data.readers._common import (
 )
 from mitodet.data.records import LABEL_HARD_NEGATIVE, LABEL_MITOSIS, ImageRecord
 
-__all__ = ["read_mitos_atypia14", "SCANNERS"]
+__all__ = ["read_mitos_atypia14", "read_frame_csv", "SCANNERS", "frame_scanner"]
 
 #: scanner letter -> (domain, um per pixel at x40)
 SCANNERS: dict[str, tuple[str, float]] = {"A": ("aperio", 0.2455), "H": ("hamamatsu", 0.2273)}
@@ -38,7 +38,13 @@ _MITOSIS_SUFFIX = "_mitosis.csv"
 _NOT_MITOSIS_SUFFIX = "_not_mitosis.csv"
 
 
-def _read_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def frame_scanner(frame: str) -> tuple[str, float] | None:
+    """(domain, um per pixel) of a frame or slide name by its scanner letter (``A03_00Ab`` ->
+    Aperio), or None when the name does not start with a known letter."""
+    return SCANNERS.get(frame[:1].upper())
+
+
+def read_frame_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one ``x,y,confidence`` CSV: ``(N, 2)`` points (x = column) and ``(N,)`` confidences."""
     points: list[tuple[float, float]] = []
     scores: list[float] = []
@@ -150,8 +156,8 @@ def read_mitos_atypia14(
                         "Every frame needs both _mitosis.csv and _not_mitosis.csv (empty if it "
                         "has no objects); restore it from the dataset",
                     )
-            pos, pos_conf = _read_rows(positives[frame])
-            neg, neg_conf = _read_rows(negatives[frame])
+            pos, pos_conf = read_frame_csv(positives[frame])
+            neg, neg_conf = read_frame_csv(negatives[frame])
             pos_labels = np.full(len(pos), LABEL_MITOSIS, dtype=np.int64)
             if positive_min_confidence is not None:
                 pos_labels[pos_conf < positive_min_confidence] = LABEL_HARD_NEGATIVE

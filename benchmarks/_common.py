@@ -61,6 +61,7 @@ def other_cpu_busy(seconds: float = 1.0) -> float | None:
     From /proc/stat (all CPUs' busy jiffies) minus this process's own (/proc/self/stat);
     None where /proc is missing.
     """
+
     def busy() -> int:
         f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         return sum(f) - f[3] - (f[4] if len(f) > 4 else 0)  # all minus idle and iowait
@@ -103,9 +104,11 @@ def load_note() -> str:
 def environment_line(threads: int) -> str:
     import torch
 
-    return (f"{cpu_name()}, {os.cpu_count()} logical CPUs, {threads} torch thread(s), torch {torch.__version__}, "
-            f"Python {platform.python_version()}; {load_note()}; "
-            f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    return (
+        f"{cpu_name()}, {os.cpu_count()} logical CPUs, {threads} torch thread(s), torch {torch.__version__}, "
+        f"Python {platform.python_version()}; {load_note()}; "
+        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
+    )
 
 
 def command_line() -> str:

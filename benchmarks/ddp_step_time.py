@@ -53,8 +53,9 @@ def write_data(root: Path, n_images: int = 8, side: int = 256) -> Path:
         rows += [f"s{i}.png,{x:.2f},{y:.2f},{int(c)}" for (x, y), c in zip(pts, lab)]
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     spec = root / "spec.json"
-    spec.write_text(json.dumps({"sources": [{"reader": "points_csv", "path": "labels.csv", "mpp": 0.5}],
-                                "val_fraction": 0.0}))
+    spec.write_text(
+        json.dumps({"sources": [{"reader": "points_csv", "path": "labels.csv", "mpp": 0.5}], "val_fraction": 0.0})
+    )
     return spec
 
 
@@ -98,8 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nproc", type=int, default=2, help="DDP processes")
     ap.add_argument("--threads", type=int, default=2, help="total torch threads, the same for both runs")
     ap.add_argument("--work", type=Path, default=None, help="folder for data and runs (default: a temporary one)")
-    ap.add_argument("--out", type=Path, default=None,
-                    help=f"markdown file to write (full mode default: {DOCS / 'ddp_step_time.md'}; quick: none)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"markdown file to write (full mode default: {DOCS / 'ddp_step_time.md'}; quick: none)",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: crop 64, batch 2, 6 iterations; no docs")
     args = ap.parse_args(argv)
     if args.quick:
@@ -118,9 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tmp.name) if tmp else args.work
     spec = write_data(work / "data")
     overrides = {"norm": args.norm}
-    train = {"preset": args.preset, "model_overrides": overrides, "iterations": args.iterations,
-             "batch_size": args.batch_size, "lr": 0.01, "warmup_iters": 0, "val_every": 10 ** 6,
-             "checkpoint_every": 10 ** 6, "log_every": 1, "seed": 0, "sampler": {"crop_px": args.crop_px}}
+    train = {
+        "preset": args.preset,
+        "model_overrides": overrides,
+        "iterations": args.iterations,
+        "batch_size": args.batch_size,
+        "lr": 0.01,
+        "warmup_iters": 0,
+        "val_every": 10**6,
+        "checkpoint_every": 10**6,
+        "log_every": 1,
+        "seed": 0,
+        "sampler": {"crop_px": args.crop_px},
+    }
     plan = [("single", 1, args.threads, {}), ("ddp", args.nproc, per_rank_threads, {})]
     if not args.quick and per_rank_threads != args.threads:  # one rank's share of the cores, alone
         plan.insert(1, ("single-small", 1, per_rank_threads, {}))
@@ -135,14 +150,23 @@ def main(argv: list[str] | None = None) -> int:
         if nproc == 1:
             cmd = [sys.executable, "-m", "mitodet.cli", *cli]
         else:
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-                   "-m", "mitodet.cli", *cli]
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc-per-node",
+                str(nproc),
+                "-m",
+                "mitodet.cli",
+                *cli,
+            ]
         print(f"running {name}: {nproc} process(es) x {threads} thread(s) ...", flush=True)
         wall = run_training(cmd, threads, extra_env)
         runs[name] = (nproc, threads, step_times(out, args.warmup), wall)
 
     n_params = trainable_parameters(args.preset, overrides)
-    mb = n_params * 4 / 2 ** 20
+    mb = n_params * 4 / 2**20
     lines = [
         f"Environment: {environment_line(args.threads)}.",
         "",
@@ -158,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     base = statistics.median(runs["single"][2])
     for name, (nproc, threads, times, wall) in runs.items():
         med, mean = statistics.median(times), statistics.fmean(times)
-        lines.append(f"| {name} | {nproc} x {threads} | {args.batch_size // nproc} | {med:.3f} | {mean:.3f} | "
-                     f"{args.batch_size / med:.1f} | {base / med:.2f} | {wall:.1f} |")
+        lines.append(
+            f"| {name} | {nproc} x {threads} | {args.batch_size // nproc} | {med:.3f} | {mean:.3f} | "
+            f"{args.batch_size / med:.1f} | {base / med:.2f} | {wall:.1f} |"
+        )
     lines += [
         "",
         "x > 1: faster than `single`. `single-glibc-defaults` is `single` with `MITODET_MALLOC=system` (glibc's "
@@ -171,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         "stop flag).",
     ]
     if "measured under load" in lines[0]:
-        lines += ["", "**Measured under load**: other processes were using the cores, so all times are "
-                      "pessimistic and their ratio is only indicative; re-run on an idle machine."]
+        lines += [
+            "",
+            "**Measured under load**: other processes were using the cores, so all times are "
+            "pessimistic and their ratio is only indicative; re-run on an idle machine.",
+        ]
     print("\n".join(lines), flush=True)
     write_doc(args.out, "DDP training step time on CPU", "\n".join(lines))
     if tmp:

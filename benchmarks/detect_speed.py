@@ -108,11 +108,10 @@ def write_slide(path: Path, side: int, mpp: float, fraction: float) -> dict:
     t0 = time.perf_counter()
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         for k in range(levels):
-            d = 2 ** k
+            d = 2**k
             lv_side = math.ceil(side / d)
             lv_mpp = mpp * d
-            bank = [synthetic_scene((TILE, TILE), n_mitoses=1, n_lookalikes=1, mpp=lv_mpp, seed=s)[0]
-                    for s in range(6)]
+            bank = [synthetic_scene((TILE, TILE), n_mitoses=1, n_lookalikes=1, mpp=lv_mpp, seed=s)[0] for s in range(6)]
             n = math.ceil(lv_side / TILE)
             yy, xx = np.mgrid[0:TILE, 0:TILE].astype(np.float32)
 
@@ -120,8 +119,11 @@ def write_slide(path: Path, side: int, mpp: float, fraction: float) -> dict:
                 for r in range(n):
                     for c in range(n):
                         x0, y0 = c * TILE * d, r * TILE * d  # level-0 px of the tile corner
-                        near = [p for p in patches
-                                if x0 - p[2] <= p[0] <= x0 + TILE * d + p[2] and y0 - p[3] <= p[1] <= y0 + TILE * d + p[3]]
+                        near = [
+                            p
+                            for p in patches
+                            if x0 - p[2] <= p[0] <= x0 + TILE * d + p[2] and y0 - p[3] <= p[1] <= y0 + TILE * d + p[3]
+                        ]
                         if not near:
                             yield glass
                             continue
@@ -134,13 +136,28 @@ def write_slide(path: Path, side: int, mpp: float, fraction: float) -> dict:
                         yield np.where(inside[..., None], bank[(r * 7 + c * 3) % len(bank)], glass)
 
             res = 1e4 / lv_mpp
-            tif.write(tiles(), shape=(lv_side, lv_side, 3), dtype=np.uint8, tile=(TILE, TILE), photometric="rgb",
-                      resolution=(res, res), resolutionunit="CENTIMETER", subfiletype=1 if k else 0,
-                      description="mitodet SYNTHETIC benchmark slide (not real data)" if k == 0 else None,
-                      metadata=None, **comp)
+            tif.write(
+                tiles(),
+                shape=(lv_side, lv_side, 3),
+                dtype=np.uint8,
+                tile=(TILE, TILE),
+                photometric="rgb",
+                resolution=(res, res),
+                resolutionunit="CENTIMETER",
+                subfiletype=1 if k else 0,
+                description="mitodet SYNTHETIC benchmark slide (not real data)" if k == 0 else None,
+                metadata=None,
+                **comp,
+            )
     tissue_mm2 = sum(math.pi * p[2] * p[3] for p in patches) * (mpp / 1000) ** 2
-    return {"side_px": side, "levels": levels, "seconds_to_write": time.perf_counter() - t0,
-            "bytes": path.stat().st_size, "tissue_mm2_drawn": tissue_mm2, "compression": comp["compression"]}
+    return {
+        "side_px": side,
+        "levels": levels,
+        "seconds_to_write": time.perf_counter() - t0,
+        "bytes": path.stat().st_size,
+        "tissue_mm2_drawn": tissue_mm2,
+        "compression": comp["compression"],
+    }
 
 
 def child(args) -> None:
@@ -155,15 +172,35 @@ def child(args) -> None:
     found = det.detect_path(args._child, threshold=0.0)
     secs, cpu = time.perf_counter() - t, time.process_time() - c
     tissue = found.tissue.area_mm2(found.mpp) if found.tissue is not None else None
-    print(json.dumps({"seconds": secs, "cpu_seconds": cpu, "tissue_mm2": tissue, "tiles": found.info["tiles"],
-                      "tiles_run": found.info["tiles_run"], "level": found.info["level"],
-                      "candidates": len(found), "rss_after_load_mb": rss_loaded, "rss_peak_mb": _maxrss_mb(),
-                      "model": note}))
+    print(
+        json.dumps(
+            {
+                "seconds": secs,
+                "cpu_seconds": cpu,
+                "tissue_mm2": tissue,
+                "tiles": found.info["tiles"],
+                "tiles_run": found.info["tiles_run"],
+                "level": found.info["level"],
+                "candidates": len(found),
+                "rss_after_load_mb": rss_loaded,
+                "rss_peak_mb": _maxrss_mb(),
+                "model": note,
+            }
+        )
+    )
 
 
 def run_slide(path: Path, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", str(path), "--model", args.model,
-           "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_child",
+        str(path),
+        "--model",
+        args.model,
+        "--threads",
+        str(args.threads),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"slide run failed:\n{proc.stderr[-3000:]}")
@@ -202,8 +239,10 @@ def main() -> None:
     print(environment_line(args.threads))
 
     det, note = load_detector(args.model)
-    print(f"model: {note}; working {det.mpp} um/px, tiles {det.tile_px} px, overlap {det.overlap_px} px, "
-          f"batch {det.batch_size}")
+    print(
+        f"model: {note}; working {det.mpp} um/px, tiles {det.tile_px} px, overlap {det.overlap_px} px, "
+        f"batch {det.batch_size}"
+    )
     img, _, _ = synthetic_scene((hpf_px, hpf_px), n_mitoses=6, n_lookalikes=6, mpp=HPF_MPP, seed=0)
     det.detect_array(np.ascontiguousarray(img[:600, :600]), HPF_MPP, threshold=0.0)  # warm-up (one tile)
     times, cpus = [], []
@@ -215,29 +254,37 @@ def main() -> None:
     sec, cpu = statistics.median(times), statistics.median(cpus)
     mm2 = (hpf_px * HPF_MPP / 1000) ** 2
     per_hpf = sec * (HPF_PX / hpf_px) ** 2
-    print(f"\nHPF {hpf_px} x {hpf_px} px at {HPF_MPP} um/px ({mm2:.3f} mm2, {found.info['tiles']} tiles): "
-          f"median {sec:.2f} s wall, {cpu:.2f} s CPU (all threads) of {repeats} "
-          f"(all: {', '.join(f'{t:.2f}' for t in times)})")
-    print(f"  => {per_hpf:.2f} s per 2084 x 2084 HPF" + (" (scaled by area from the 1042 px field)"
-                                                         if hpf_px != HPF_PX else "")
-          + f", {sec / mm2:.2f} s per mm2")
+    print(
+        f"\nHPF {hpf_px} x {hpf_px} px at {HPF_MPP} um/px ({mm2:.3f} mm2, {found.info['tiles']} tiles): "
+        f"median {sec:.2f} s wall, {cpu:.2f} s CPU (all threads) of {repeats} "
+        f"(all: {', '.join(f'{t:.2f}' for t in times)})"
+    )
+    print(
+        f"  => {per_hpf:.2f} s per 2084 x 2084 HPF"
+        + (" (scaled by area from the 1042 px field)" if hpf_px != HPF_PX else "")
+        + f", {sec / mm2:.2f} s per mm2"
+    )
     del img
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="mitodet-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"\nslides (0.25 um/px, {frac:.1%} tissue, in {work}):")
-    print("| side px | levels | file MB | write s | tissue mm2 (found) | tiles run / all | detect s (CPU s) "
-          "| s per mm2 tissue | peak RSS MB (after model load) |")
+    print(
+        "| side px | levels | file MB | write s | tissue mm2 (found) | tiles run / all | detect s (CPU s) "
+        "| s per mm2 tissue | peak RSS MB (after model load) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for side in sizes:
         path = work / f"synthetic_{side}.tif"
         info = write_slide(path, side, 0.25, frac)
         r = run_slide(path, args)
         per_mm2 = r["seconds"] / r["tissue_mm2"] if r["tissue_mm2"] else float("nan")
-        print(f"| {side:,} | {info['levels']} | {info['bytes'] / 2**20:.0f} | {info['seconds_to_write']:.0f} "
-              f"| {r['tissue_mm2']:.2f} ({info['tissue_mm2_drawn']:.2f} drawn) | {r['tiles_run']} / {r['tiles']} "
-              f"| {r['seconds']:.1f} ({r['cpu_seconds']:.1f}) | {per_mm2:.2f} | {r['rss_peak_mb']:.0f} ({r['rss_after_load_mb']:.0f}) |",
-              flush=True)
+        print(
+            f"| {side:,} | {info['levels']} | {info['bytes'] / 2**20:.0f} | {info['seconds_to_write']:.0f} "
+            f"| {r['tissue_mm2']:.2f} ({info['tissue_mm2_drawn']:.2f} drawn) | {r['tiles_run']} / {r['tiles']} "
+            f"| {r['seconds']:.1f} ({r['cpu_seconds']:.1f}) | {per_mm2:.2f} | {r['rss_peak_mb']:.0f} ({r['rss_after_load_mb']:.0f}) |",
+            flush=True,
+        )
         if not args.keep:
             path.unlink()
     if not args.keep and not args.work:

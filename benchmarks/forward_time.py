@@ -31,8 +31,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = [torch.rand(3, args.size, args.size)]
-    print(f"CPU forward time per {args.size}x{args.size} image, {args.threads} threads, "
-          f"torch {torch.__version__}, {platform.processor() or platform.machine()}; median of {args.repeats} after 1 warm-up")
+    print(
+        f"CPU forward time per {args.size}x{args.size} image, {args.threads} threads, "
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}; median of {args.repeats} after 1 warm-up"
+    )
     print()
     print("| preset | parameters | forward s/image |")
     print("|---|---:|---:|")

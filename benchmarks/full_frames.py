@@ -19,8 +19,14 @@ from pathlib import Path
 import numpy as np
 
 
-def run(model: str, data: Path, threshold: float | None, flip_tta: bool, max_frames: int | None = None,
-        second_stage: bool = True) -> dict:
+def run(
+    model: str,
+    data: Path,
+    threshold: float | None,
+    flip_tta: bool,
+    max_frames: int | None = None,
+    second_stage: bool = True,
+) -> dict:
     from mitodet.data.images import read_rgb
     from mitodet.data.readers import read_mitos_atypia14
     from mitodet.evaluation.matching import match_points
@@ -38,21 +44,42 @@ def run(model: str, data: Path, threshold: float | None, flip_tta: bool, max_fra
         m = match_points(rec.mitoses, kept.points, radius_px)
         hn = rec.hard_negatives
         hn_hit = match_points(hn, kept.points, radius_px).matched_gt if len(hn) else np.zeros(0, bool)
-        rows.append({
-            "frame": rec.image.stem, "mitoses": len(rec.mitoses), "hard_negatives": len(hn),
-            "detections": len(kept.points), "tp": m.tp, "fp": m.fp, "fn": m.fn,
-            "hard_negatives_rejected": int((~hn_hit).sum()),
-            "detections_list": [{"x": round(float(x), 1), "y": round(float(y), 1), "score": round(float(s), 4),
-                                 "tp": bool(t)} for (x, y), s, t in zip(kept.points, kept.scores, m.matched_pred)],
-            "top_candidates_below_threshold": [round(float(s), 4) for s in found.scores[found.scores < thr][:5]],
-        })
+        rows.append(
+            {
+                "frame": rec.image.stem,
+                "mitoses": len(rec.mitoses),
+                "hard_negatives": len(hn),
+                "detections": len(kept.points),
+                "tp": m.tp,
+                "fp": m.fp,
+                "fn": m.fn,
+                "hard_negatives_rejected": int((~hn_hit).sum()),
+                "detections_list": [
+                    {"x": round(float(x), 1), "y": round(float(y), 1), "score": round(float(s), 4), "tp": bool(t)}
+                    for (x, y), s, t in zip(kept.points, kept.scores, m.matched_pred)
+                ],
+                "top_candidates_below_threshold": [round(float(s), 4) for s in found.scores[found.scores < thr][:5]],
+            }
+        )
         gts.append(rec.mitoses), preds.append(found.points), scores.append(found.scores), mpps.append(rec.mpp)
     rep = evaluate_images(gts, preds, scores, mpps, radius_um=8.0, threshold=thr)
-    return {"model": str(model), "threshold": thr, "flip_tta": flip_tta, "second_stage": det.rescorer is not None, "precision": rep.precision,
-            "recall": rep.recall, "f1": rep.f1, "tp": rep.tp, "fp": rep.fp, "fn": rep.fn,
-            "best_f1_any_threshold": rep.best_f1, "best_threshold": rep.best_threshold,
-            "hard_negatives_rejected": sum(r["hard_negatives_rejected"] for r in rows),
-            "hard_negatives": sum(r["hard_negatives"] for r in rows), "frames": rows}
+    return {
+        "model": str(model),
+        "threshold": thr,
+        "flip_tta": flip_tta,
+        "second_stage": det.rescorer is not None,
+        "precision": rep.precision,
+        "recall": rep.recall,
+        "f1": rep.f1,
+        "tp": rep.tp,
+        "fp": rep.fp,
+        "fn": rep.fn,
+        "best_f1_any_threshold": rep.best_f1,
+        "best_threshold": rep.best_threshold,
+        "hard_negatives_rejected": sum(r["hard_negatives_rejected"] for r in rows),
+        "hard_negatives": sum(r["hard_negatives"] for r in rows),
+        "frames": rows,
+    }
 
 
 def main(argv=None) -> int:
@@ -71,21 +98,32 @@ def main(argv=None) -> int:
     from mitodet.data.spec import default_data_root
 
     torch.set_num_threads(args.threads)
-    res = run(args.model, args.data or default_data_root(), args.threshold, args.flip_tta,
-              second_stage=not args.no_second_stage,
-              max_frames=1 if args.quick else None)
+    res = run(
+        args.model,
+        args.data or default_data_root(),
+        args.threshold,
+        args.flip_tta,
+        second_stage=not args.no_second_stage,
+        max_frames=1 if args.quick else None,
+    )
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
-    print(f"model {res['model']}  threshold {res['threshold']:.3f}  flip TTA {res['flip_tta']}  "
-          f"second stage {res['second_stage']}")
-    print(f"pooled: P {res['precision']:.3f}  R {res['recall']:.3f}  F1 {res['f1']:.3f}  "
-          f"(TP {res['tp']}, FP {res['fp']}, FN {res['fn']}); best F1 over thresholds {res['best_f1_any_threshold']:.3f} "
-          f"at {res['best_threshold']}")
+    print(
+        f"model {res['model']}  threshold {res['threshold']:.3f}  flip TTA {res['flip_tta']}  "
+        f"second stage {res['second_stage']}"
+    )
+    print(
+        f"pooled: P {res['precision']:.3f}  R {res['recall']:.3f}  F1 {res['f1']:.3f}  "
+        f"(TP {res['tp']}, FP {res['fp']}, FN {res['fn']}); best F1 over thresholds {res['best_f1_any_threshold']:.3f} "
+        f"at {res['best_threshold']}"
+    )
     print(f"hard negatives rejected: {res['hard_negatives_rejected']} of {res['hard_negatives']}")
     for r in res["frames"]:
-        print(f"- {r['frame']}: {r['mitoses']} MF, {r['hard_negatives']} hard neg; {r['detections']} detections; "
-              f"TP {r['tp']} FP {r['fp']} FN {r['fn']}; hard negatives rejected {r['hard_negatives_rejected']}")
+        print(
+            f"- {r['frame']}: {r['mitoses']} MF, {r['hard_negatives']} hard neg; {r['detections']} detections; "
+            f"TP {r['tp']} FP {r['fp']} FN {r['fn']}; hard negatives rejected {r['hard_negatives_rejected']}"
+        )
         for d in r["detections_list"]:
             print(f"    ({d['x']:.0f}, {d['y']:.0f}) score {d['score']:.3f} {'TP' if d['tp'] else 'FP'}")
     return 0

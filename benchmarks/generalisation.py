@@ -60,8 +60,16 @@ def _results(records, cands, det, rescore: bool):
         img = read_rgb(rec.image)
         if rescore:
             pts, _, sc = det.rescore(ArraySource(img), pts, sc, rec.mpp)
-        out.append(W.FieldResult(str(rec.image), W.lab_group(rec), W.tissue_area_mm2(img, rec.mpp),
-                                 rec.mitoses * rec.mpp, pts * rec.mpp, sc))
+        out.append(
+            W.FieldResult(
+                str(rec.image),
+                W.lab_group(rec),
+                W.tissue_area_mm2(img, rec.mpp),
+                rec.mitoses * rec.mpp,
+                pts * rec.mpp,
+                sc,
+            )
+        )
     return out
 
 
@@ -88,8 +96,13 @@ def _row(results, thr: float, density: float, complete: bool) -> dict:
     row = {"threshold": thr, "recall": at["recall"], "mitoses": sw.n_gt, "crops": len(results)}
     if complete:
         best = W.best_threshold(sw, density)
-        row.update(fp_per_mm2=at["fp_per_mm2"], f1=at["f1_at_density"], area_mm2=sw.area_mm2,
-                   best_threshold=best, best_f1=sw.at(best, density)["f1_at_density"])
+        row.update(
+            fp_per_mm2=at["fp_per_mm2"],
+            f1=at["f1_at_density"],
+            area_mm2=sw.area_mm2,
+            best_threshold=best,
+            best_f1=sw.at(best, density)["f1_at_density"],
+        )
     return row
 
 
@@ -106,13 +119,27 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="a few images per lab, 1 epoch: checks the plumbing")
     ap.add_argument("--out", type=Path, default=DOCS / "generalisation.md", help="markdown file to write (full mode)")
-    ap.add_argument("--name", default="", help="tag added to every two-stage variant's name (e.g. the augmentation "
-                    "compared); rows are then merged into --merge's table")
-    ap.add_argument("--combine", nargs="+", choices=["second", "geometric", "second+adabn"],
-                    default=["second", "geometric", "second+adabn"], help="score combinations to measure")
+    ap.add_argument(
+        "--name",
+        default="",
+        help="tag added to every two-stage variant's name (e.g. the augmentation "
+        "compared); rows are then merged into --merge's table",
+    )
+    ap.add_argument(
+        "--combine",
+        nargs="+",
+        choices=["second", "geometric", "second+adabn"],
+        default=["second", "geometric", "second+adabn"],
+        help="score combinations to measure",
+    )
     ap.add_argument("--no-all-labs", action="store_true", help="skip the second stage trained on every lab")
-    ap.add_argument("--merge", type=Path, nargs="*", default=[],
-                    help="rows.json files of earlier runs to put in the same table (same detector)")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="rows.json files of earlier runs to put in the same table (same detector)",
+    )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     variants = [(c.split("+")[0], c.endswith("+adabn")) for c in args.combine]
@@ -146,6 +173,7 @@ def main(argv=None) -> int:
 
     train_rec, val_rec = split_records(spec, base)
     if args.quick:  # a handful of images of every lab
+
         def few(recs, n):
             seen: dict[str, int] = {}
             keep = []
@@ -155,6 +183,7 @@ def main(argv=None) -> int:
                     seen[g] = seen.get(g, 0) + 1
                     keep.append(r)
             return keep
+
         train_rec, val_rec = few(train_rec, 6), few(val_rec, 4)
     all_rec = train_rec + val_rec
     first = Detector.load(args.detector, second_stage=False)
@@ -173,19 +202,33 @@ def main(argv=None) -> int:
         recs = val_complete if name == "all-val" else lab_records(groups, complete)
         if recs:
             res = _results(recs, cands, first, False)
-            rows.append({"variant": "first stage", "tested_on": name, "seed": None,
-                         **_row(res, first_thr, args.density, complete),
-                         "recall_of_candidates": W.sweep(res).at(base.rescorer.min_candidate_score)["recall"]})
+            rows.append(
+                {
+                    "variant": "first stage",
+                    "tested_on": name,
+                    "seed": None,
+                    **_row(res, first_thr, args.density, complete),
+                    "recall_of_candidates": W.sweep(res).at(base.rescorer.min_candidate_score)["recall"],
+                }
+            )
 
     def run(variant: str, exclude: tuple[str, ...], seed: int, tests: list[str]) -> None:
         out = work / re.sub(r"[^\w.-]+", "_", variant).strip("_") / f"seed{seed}"
-        cfg = RescorerTrainConfig.from_dict({**base.to_dict(), "seed": seed, "exclude_labs": list(exclude),
-                                             "threads": args.threads})
+        cfg = RescorerTrainConfig.from_dict(
+            {**base.to_dict(), "seed": seed, "exclude_labs": list(exclude), "threads": args.threads}
+        )
         summary_path = out / "summary.json"
         if not summary_path.is_file() or args.quick:
-            train_rescorer(args.detector, out, cfg, spec=spec, weights_backbone=args.weights_backbone,
-                           progress=progress, candidates_cache=cache,
-                           **({"records": (train_rec, val_rec)} if args.quick else {}))
+            train_rescorer(
+                args.detector,
+                out,
+                cfg,
+                spec=spec,
+                weights_backbone=args.weights_backbone,
+                progress=progress,
+                candidates_cache=cache,
+                **({"records": (train_rec, val_rec)} if args.quick else {}),
+            )
         summary = json.loads(summary_path.read_text())
         det = Detector.load(out / "model")
         calib = [r for r in val_complete if W.lab_group(r) not in exclude]
@@ -206,8 +249,16 @@ def main(argv=None) -> int:
                     det.rescorer = adapt_batchnorm(trained, _patches(recs, cands, det))
                 row = _row(_results(recs, cands, det, True), thr, args.density, complete)
                 label = combine + (", AdaBN" if adabn else "")
-                rows.append({"variant": f"{variant} ({label})", "tested_on": name, "seed": seed,
-                             "fit_seconds": summary["fit_seconds"], "samples": summary["samples"], **row})
+                rows.append(
+                    {
+                        "variant": f"{variant} ({label})",
+                        "tested_on": name,
+                        "seed": seed,
+                        "fit_seconds": summary["fit_seconds"],
+                        "samples": summary["samples"],
+                        **row,
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
 
     # variant-major, so that a run stopped early has every seed of the variants it reached
@@ -240,12 +291,19 @@ def _ms(values) -> str:
 
 
 def to_markdown(rows: list[dict], args, first_thr: float, seconds: float) -> str:
-    lines = [f"Command: `{command_line()}`", "", f"Machine: {environment_line(args.threads)}", "",
-             f"Density for F1: {args.density:g} mitoses per mm2 (see `mitodet.evaluation.wholefield`). "
-             f"Matching 8 um, one-to-one. First-stage threshold {first_thr:.3f}. Mean +- sd over seeds "
-             f"{args.seeds} (n = {len(args.seeds)}); total {seconds / 60:.1f} min.", "",
-             "| variant | tested on | crops | mitoses | mm2 | threshold | recall | FP/mm2 | F1@D | best thr there "
-             "| best F1@D there |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Command: `{command_line()}`",
+        "",
+        f"Machine: {environment_line(args.threads)}",
+        "",
+        f"Density for F1: {args.density:g} mitoses per mm2 (see `mitodet.evaluation.wholefield`). "
+        f"Matching 8 um, one-to-one. First-stage threshold {first_thr:.3f}. Mean +- sd over seeds "
+        f"{args.seeds} (n = {len(args.seeds)}); total {seconds / 60:.1f} min.",
+        "",
+        "| variant | tested on | crops | mitoses | mm2 | threshold | recall | FP/mm2 | F1@D | best thr there "
+        "| best F1@D there |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     keys: list[tuple[str, str]] = []
     for r in rows:
         if (r["variant"], r["tested_on"]) not in keys:
@@ -254,25 +312,38 @@ def to_markdown(rows: list[dict], args, first_thr: float, seconds: float) -> str
         rs = [r for r in rows if r["variant"] == variant and r["tested_on"] == tested]
         r0 = rs[0]
         get = lambda k: _ms([r.get(k) for r in rs])  # noqa: E731
-        lines.append(f"| {variant} | {tested} | {r0['crops']} | {r0['mitoses']} | "
-                     f"{r0.get('area_mm2', float('nan')):.2f} | {get('threshold')} | {get('recall')} | "
-                     f"{get('fp_per_mm2')} | {get('f1')} | {get('best_threshold')} | {get('best_f1')} |")
+        lines.append(
+            f"| {variant} | {tested} | {r0['crops']} | {r0['mitoses']} | "
+            f"{r0.get('area_mm2', float('nan')):.2f} | {get('threshold')} | {get('recall')} | "
+            f"{get('fp_per_mm2')} | {get('f1')} | {get('best_threshold')} | {get('best_f1')} |"
+        )
     cand = [r for r in rows if r["variant"] == "first stage"]
     if cand:
-        lines += ["", f"First-stage recall among the candidates the second stage sees (score >= "
-                  f"{getattr(args, 'min_candidate_score', 'min_candidate_score')}): "
-                  + ", ".join(f"{r['tested_on']} {r['recall_of_candidates']:.3f}" for r in cand) + "."]
-    lines += ["", "Each two-stage row names its score combination: `second` = the second stage's probability, "
-              "`geometric` = sqrt(first x second); `AdaBN` = the second stage's BatchNorm statistics re-estimated "
-              "on the candidates of the images it scores (the calibration crops when choosing the threshold, the "
-              "tested lab's crops when testing; no labels used). Each variant has its own threshold, chosen on the "
-              "calibration crops."]
-    lines += ["", "`tested on`: `all-val` = the label-complete crops of the validation slides of every lab (never "
-              "trained on by either stage); a lab name = every label-complete crop of that lab, which the second stage "
-              "of that row never saw (its threshold was chosen on the other labs' validation slides). `atnorm` rows "
-              "(TCGA + MIDOG++ mitosis-only crops) have no negatives: recall only.",
-              "", "Caveat: the first stage was trained on the training slides of every lab, so on a held-out lab's "
-              "training slides its candidates are in-domain; only the second stage is left out here."]
+        lines += [
+            "",
+            f"First-stage recall among the candidates the second stage sees (score >= "
+            f"{getattr(args, 'min_candidate_score', 'min_candidate_score')}): "
+            + ", ".join(f"{r['tested_on']} {r['recall_of_candidates']:.3f}" for r in cand)
+            + ".",
+        ]
+    lines += [
+        "",
+        "Each two-stage row names its score combination: `second` = the second stage's probability, "
+        "`geometric` = sqrt(first x second); `AdaBN` = the second stage's BatchNorm statistics re-estimated "
+        "on the candidates of the images it scores (the calibration crops when choosing the threshold, the "
+        "tested lab's crops when testing; no labels used). Each variant has its own threshold, chosen on the "
+        "calibration crops.",
+    ]
+    lines += [
+        "",
+        "`tested on`: `all-val` = the label-complete crops of the validation slides of every lab (never "
+        "trained on by either stage); a lab name = every label-complete crop of that lab, which the second stage "
+        "of that row never saw (its threshold was chosen on the other labs' validation slides). `atnorm` rows "
+        "(TCGA + MIDOG++ mitosis-only crops) have no negatives: recall only.",
+        "",
+        "Caveat: the first stage was trained on the training slides of every lab, so on a held-out lab's "
+        "training slides its candidates are in-domain; only the second stage is left out here.",
+    ]
     return "\n".join(lines) + "\n"
 
 

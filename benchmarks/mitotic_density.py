@@ -32,12 +32,12 @@ def main(argv=None) -> int:
     sizes = {im["file_name"]: (im["width"], im["height"], im.get("tumor_type", "?")) for im in doc["images"]}
     by_type: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])
     for rec in read_midog(jpath, data / "midogpp" / "images"):
-        if not rec.extra.get("labelled", True):
+        if not rec.labelled:
             continue
         w, h, kind = sizes[rec.image.name]
         row = by_type[kind]
         row[0] += len(rec.mitoses)
-        row[1] += w * h * 0.25 ** 2 * 1e-6
+        row[1] += w * h * 0.25**2 * 1e-6
         row[2] += 1
     print("| set | images | mitoses | mm2 | mitoses / mm2 |")
     print("|---|---:|---:|---:|---:|")
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         print(f"| MIDOG++ {kind} | {k} | {n} | {area:.1f} | {n / area:.1f} |")
     recs = read_mitos_atypia14(data / "mitos_atypia14_labels")
     n = sum(len(r.mitoses) for r in recs)
-    area = len(recs) * 1539 * 1376 * 0.2455 ** 2 * 1e-6
+    area = len(recs) * 1539 * 1376 * 0.2455**2 * 1e-6
     print(f"| MITOS-ATYPIA-14 Aperio label files | {len(recs)} | {n} | {area:.1f} | {n / area:.1f} |")
     return 0
 

@@ -97,8 +97,10 @@ def main() -> None:
     det, model_name = load_detector(args.model)
     print(environment_line(args.threads))
     print(f"command: {command_line()}")
-    print(f"model: {model_name}; working {det.mpp} um/px, tiles {det.tile_px} px, overlap {det.overlap_px} px, "
-          f"batch {det.batch_size}")
+    print(
+        f"model: {model_name}; working {det.mpp} um/px, tiles {det.tile_px} px, overlap {det.overlap_px} px, "
+        f"batch {det.batch_size}"
+    )
 
     t = time.perf_counter()
     slides = work / "slides"
@@ -115,8 +117,10 @@ def main() -> None:
         img, _, _ = synthetic_scene((256, 256), mpp=0.5, seed=100 + k)
         Image.fromarray(img).save(warm / f"warm{k}.png", dpi=(50800, 50800))
     names = [f"slide{k:03d}" for k in range(args.slides)]
-    print(f"{args.slides} slides of {args.side} x {args.side} px at 0.25 um/px written in "
-          f"{time.perf_counter() - t:.1f} s ({work})")
+    print(
+        f"{args.slides} slides of {args.side} x {args.side} px at 0.25 um/px written in "
+        f"{time.perf_counter() - t:.1f} s ({work})"
+    )
 
     rows = []
     detect_files([warm / "warm0.png"], work / "out-warm", detector=det, overwrite=True)
@@ -133,8 +137,9 @@ def main() -> None:
         if args.split_side:
             big = work / f"split{args.split_side}.tif"
             if not big.exists():
-                synthetic_pyramidal_tiff(big, size=(args.split_side, args.split_side), mpp=0.25, levels=3, tile=256,
-                                         seed=99)
+                synthetic_pyramidal_tiff(
+                    big, size=(args.split_side, args.split_side), mpp=0.25, levels=3, tile=256, seed=99
+                )
             t = time.perf_counter()
             one = det.detect_path(big, threshold=0.0)
             split_rows.append(("local (1 process)", time.perf_counter() - t, "reference", one.info["tiles_run"]))
@@ -156,8 +161,11 @@ def main() -> None:
                     same = sp.points.shape == one.points.shape
                     if same and np.array_equal(sp.points, one.points) and np.array_equal(sp.scores, one.scores):
                         verdict = "identical"
-                    elif same and np.allclose(sp.points, one.points, rtol=0, atol=1e-6) and np.allclose(
-                            sp.scores, one.scores, rtol=0, atol=1e-6):
+                    elif (
+                        same
+                        and np.allclose(sp.points, one.points, rtol=0, atol=1e-6)
+                        and np.allclose(sp.scores, one.scores, rtol=0, atol=1e-6)
+                    ):
                         verdict = "equal within 1e-6"
                     else:
                         verdict = "DIFFERENT"
@@ -165,16 +173,19 @@ def main() -> None:
     finally:
         ray.shutdown()
 
-    print(f"\nbatch of {args.slides} slides ({tiles} tiles each), every output written (load: see the first "
-          "line, taken before the run):\n")
+    print(
+        f"\nbatch of {args.slides} slides ({tiles} tiles each), every output written (load: see the first "
+        "line, taken before the run):\n"
+    )
     print("| run | workers | pool start s | batch wall s | slides / min | outputs vs local |")
     print("|---|---|---|---|---|---|")
     for name, w, start, wall, same in rows:
         st = "-" if start == "-" else f"{start:.1f}"
         print(f"| {name} | {w} | {st} | {wall:.1f} | {60 * args.slides / wall:.1f} | {same} |")
     if split_rows:
-        print(f"\none {args.split_side} x {args.split_side} px slide split tile by tile (detect_path, "
-              "every candidate):\n")
+        print(
+            f"\none {args.split_side} x {args.split_side} px slide split tile by tile (detect_path, every candidate):\n"
+        )
         print("| run | tiles run | wall s | detections vs local |")
         print("|---|---|---|---|")
         for name, s, same, n in split_rows:

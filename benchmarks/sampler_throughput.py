@@ -34,10 +34,14 @@ def main(argv=None) -> int:
     for i in range(n):
         ds[i]
     dt = time.perf_counter() - t
-    print(f"records read: {len(recs)} in {t_read:.2f} s; {len(sources)} training images decoded and resampled "
-          f"to {args.mpp} um/px in {t_load:.2f} s")
-    print(f"sampler: {n} crops of {args.crop_px}x{args.crop_px} px (augmented, with targets) in {dt:.2f} s "
-          f"= {n / dt:.0f} crops/s on one process")
+    print(
+        f"records read: {len(recs)} in {t_read:.2f} s; {len(sources)} training images decoded and resampled "
+        f"to {args.mpp} um/px in {t_load:.2f} s"
+    )
+    print(
+        f"sampler: {n} crops of {args.crop_px}x{args.crop_px} px (augmented, with targets) in {dt:.2f} s "
+        f"= {n / dt:.0f} crops/s on one process"
+    )
     return 0
 
 

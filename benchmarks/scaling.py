@@ -96,16 +96,17 @@ def write_periodic_slide(path: Path, side: int, mpp: float, pool: np.ndarray, co
             y = (r * TILE) % period
             for c in range(math.ceil(w / TILE)):
                 x = (c * TILE) % period
-                yield pk[y:y + TILE, x:x + TILE]
+                yield pk[y : y + TILE, x : x + TILE]
 
-    opts = dict(tile=(TILE, TILE), photometric="rgb", resolutionunit="CENTIMETER", metadata=None,
-                compression=compression)
+    opts = dict(
+        tile=(TILE, TILE), photometric="rgb", resolutionunit="CENTIMETER", metadata=None, compression=compression
+    )
     if compression == "zlib":
         opts["compressionargs"] = {"level": 1}
     with tifffile.TiffWriter(path, bigtiff=side * side * 3 > 2**31) as tif:
         for k in range(levels):
-            h = w = side // 2 ** k
-            res = 1e4 / (mpp * 2 ** k)
+            h = w = side // 2**k
+            res = 1e4 / (mpp * 2**k)
             extra = {"subifds": levels - 1} if k == 0 else {"subfiletype": 1}
             if k == 0:
                 extra["description"] = f"mitodet SYNTHETIC benchmark slide (not real data); mpp={mpp}"
@@ -166,17 +167,37 @@ def child(args) -> int:
     detect_s = time.perf_counter() - t
     peak_detect = _peak_kb()
     info = getattr(res, "info", {}) or {}
-    print(json.dumps({"load_s": load_s, "detect_s": detect_s, "rss_loaded_kb": rss_loaded,
-                      "peak_detect_kb": peak_detect if reset else None, "peak_kb": _peak_kb() if not reset else None,
-                      "hwm_reset": reset, "n_candidates": int(len(res.scores)),
-                      "tiles_run": info.get("tiles_run"), "level": info.get("level"), "model": model_note,
-                      "malloc": malloc_state()}))
+    print(
+        json.dumps(
+            {
+                "load_s": load_s,
+                "detect_s": detect_s,
+                "rss_loaded_kb": rss_loaded,
+                "peak_detect_kb": peak_detect if reset else None,
+                "peak_kb": _peak_kb() if not reset else None,
+                "hwm_reset": reset,
+                "n_candidates": int(len(res.scores)),
+                "tiles_run": info.get("tiles_run"),
+                "level": info.get("level"),
+                "model": model_note,
+                "malloc": malloc_state(),
+            }
+        )
+    )
     return 0
 
 
 def measure(path: Path, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", str(path), "--threads", str(args.threads),
-           "--tissue", args.tissue]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_child",
+        str(path),
+        "--threads",
+        str(args.threads),
+        "--tissue",
+        args.tissue,
+    ]
     if args.model:
         cmd += ["--model", str(args.model)]
     t = time.perf_counter()
@@ -200,8 +221,9 @@ def measure(path: Path, args) -> dict:
 
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     ap.add_argument("--sizes", type=float, nargs="+", default=[1, 4, 16, 64], help="slide areas in HPF-equivalents")
     ap.add_argument("--hpf-px", type=int, default=HPF_PX, help="side of one HPF-equivalent in pixels at 0.25 um/px")
     ap.add_argument("--repeats", type=int, default=3, help="detection runs per slide, each in a fresh process (median)")
@@ -210,8 +232,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tissue", choices=("off", "auto", "on"), default="off")
     ap.add_argument("--work", type=Path, default=None, help="folder for the synthetic slides (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic slides")
-    ap.add_argument("--out", type=Path, default=None,
-                    help=f"markdown file to write (full mode default: {DOCS / 'scaling.md'}; quick mode: none)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"markdown file to write (full mode default: {DOCS / 'scaling.md'}; quick mode: none)",
+    )
     ap.add_argument("--quick", action="store_true", help="sizes 1 and 4 with a 512 px HPF-equivalent (< 1 min)")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -238,28 +264,37 @@ def main(argv=None) -> int:
 
     pool_side = 1024 if args.quick else 2048
     t = time.perf_counter()
-    pool, _, _ = synthetic_scene((pool_side, pool_side), n_mitoses=4 if args.quick else 12,
-                                 n_lookalikes=4 if args.quick else 12, mpp=HPF_MPP, seed=0)
+    pool, _, _ = synthetic_scene(
+        (pool_side, pool_side),
+        n_mitoses=4 if args.quick else 12,
+        n_lookalikes=4 if args.quick else 12,
+        mpp=HPF_MPP,
+        seed=0,
+    )
     pool_s = time.perf_counter() - t
     hpf_mm2 = (args.hpf_px * HPF_MPP / 1000.0) ** 2
     emit(f"Command: `{command_line()}`")
     emit()
     emit(f"Machine: {environment_line(args.threads)}.")
     emit()
-    emit(f"Slides: SYNTHETIC tiled pyramidal TIFFs (zlib, {TILE} px tiles, 2x2-mean levels) at {HPF_MPP} um/px, each a "
-         f"periodic tiling of one {pool_side} x {pool_side} px synthetic scene (drawn in {pool_s:.1f} s); "
-         f"1 HPF-equivalent = {args.hpf_px} x {args.hpf_px} px = {hpf_mm2:.4f} mm^2"
-         + (" (reduced for --quick; the full mode uses 2084 px)." if args.hpf_px != HPF_PX else ".")
-         + f" Detection: `Detector.detect_path(path, threshold=0, tissue={args.tissue!r})` in a fresh process "
-           f"per run, {args.threads} torch thread(s), {args.repeats} run(s) per slide.")
+    emit(
+        f"Slides: SYNTHETIC tiled pyramidal TIFFs (zlib, {TILE} px tiles, 2x2-mean levels) at {HPF_MPP} um/px, each a "
+        f"periodic tiling of one {pool_side} x {pool_side} px synthetic scene (drawn in {pool_s:.1f} s); "
+        f"1 HPF-equivalent = {args.hpf_px} x {args.hpf_px} px = {hpf_mm2:.4f} mm^2"
+        + (" (reduced for --quick; the full mode uses 2084 px)." if args.hpf_px != HPF_PX else ".")
+        + f" Detection: `Detector.detect_path(path, threshold=0, tissue={args.tissue!r})` in a fresh process "
+        f"per run, {args.threads} torch thread(s), {args.repeats} run(s) per slide."
+    )
     emit()
     work_ctx = tempfile.TemporaryDirectory(prefix="mitodet-scaling-") if args.work is None else None
     work = Path(work_ctx.name) if work_ctx else args.work
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     reset_ok = True
-    header = ("| HPF-equivalents | side (px) | levels | write s | tiles run | detect s (median) | range of runs (s) | "
-              "s / HPF | s / tile | RSS after load + warm-up batch (MB) | peak RSS during detection (MB) |")
+    header = (
+        "| HPF-equivalents | side (px) | levels | write s | tiles run | detect s (median) | range of runs (s) | "
+        "s / HPF | s / tile | RSS after load + warm-up batch (MB) | peak RSS during detection (MB) |"
+    )
     slides = []
     try:
         for n in args.sizes:
@@ -271,10 +306,12 @@ def main(argv=None) -> int:
         runs: dict[float, list[dict]] = {n: [] for n in args.sizes}
         try:
             for k in range(args.repeats):
-                for n, side, path, _, _ in slides:
+                for n, _side, path, _, _ in slides:
                     r = measure(path, args)
                     runs[n].append(r)
-                    print(f"  run {k + 1}/{args.repeats}, {n:g} HPF: {r['detect_s']:.2f} s", file=sys.stderr, flush=True)
+                    print(
+                        f"  run {k + 1}/{args.repeats}, {n:g} HPF: {r['detect_s']:.2f} s", file=sys.stderr, flush=True
+                    )
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 3
@@ -299,13 +336,17 @@ def main(argv=None) -> int:
         tiles_run = rs[0].get("tiles_run")
         rows.append((n, t_med, t_med / n, peak / 1024, (peak - loaded) / 1024, tiles_run or 0))
         per_tile = f"{t_med / tiles_run:.3f}" if tiles_run else "-"
-        emit(f"| {n:g} | {side} | {levels} | {write_s:.1f} | {tiles_run} | {t_med:.2f} | "
-             f"{min(times):.2f}-{max(times):.2f} | {t_med / n:.3f} | {per_tile} | {loaded / 1024:.0f} | "
-             f"{peak / 1024:.0f} |")
+        emit(
+            f"| {n:g} | {side} | {levels} | {write_s:.1f} | {tiles_run} | {t_med:.2f} | "
+            f"{min(times):.2f}-{max(times):.2f} | {t_med / n:.3f} | {per_tile} | {loaded / 1024:.0f} | "
+            f"{peak / 1024:.0f} |"
+        )
     emit()
     if not reset_ok:
-        emit("Peak RSS could not be reset after loading the model (/proc/self/clear_refs refused): the peak column "
-             "is the whole process's.")
+        emit(
+            "Peak RSS could not be reset after loading the model (/proc/self/clear_refs refused): the peak column "
+            "is the whole process's."
+        )
         emit()
     if len(rows) >= 2:
         ns = [x[0] for x in rows]
@@ -321,19 +362,24 @@ def main(argv=None) -> int:
         per_tile = (mem[-1] - mem[-2]) / max(1, tiles[-1] - tiles[-2])
         lin = "linear" if t_dev <= TIME_TOL else "NOT linear"
         flat = "flat" if m_last <= MEM_TOL else "NOT flat"
-        emit("Marginal seconds per added HPF-equivalent between consecutive sizes: "
-             + ", ".join(f"{ns[i - 1]:g}->{ns[i]:g}: {m:.3f}" for i, m in enumerate(marg, start=1)) + ".")
+        emit(
+            "Marginal seconds per added HPF-equivalent between consecutive sizes: "
+            + ", ".join(f"{ns[i - 1]:g}->{ns[i]:g}: {m:.3f}" for i, m in enumerate(marg, start=1))
+            + "."
+        )
         emit()
-        emit(f"Time is **{lin}** in area here: the marginal cost per HPF-equivalent stays within "
-             f"{100 * t_dev:.0f} % of the largest step's (tolerance {100 * TIME_TOL:.0f} %; small slides pay a "
-             f"relatively larger tile-overlap and file-opening share, which shows in s / HPF but not in the "
-             f"marginal cost). Memory is **{flat}**: from {ns[-2]:g} to {ns[-1]:g} HPF-equivalents "
-             f"({ns[-1] / ns[-2]:g}x the area, {tiles[-1] - tiles[-2]} more tiles) the detection peak changes by "
-             f"{100 * m_last:+.0f} % ({mem[-2]:.0f} MB -> {mem[-1]:.0f} MB, {per_tile:+.2f} MB per added tile; "
-             f"tolerance +{100 * MEM_TOL:.0f} %). Over the whole range ({ns[-1] / ns[0]:g}x the area) the peak "
-             f"rises by at most {100 * max(m_dev, 0):.0f} % ({mem[0]:.0f} MB -> {max(mem):.0f} MB); memory added "
-             f"over the loaded model and its warm-up batch, smallest to largest slide: "
-             f"{', '.join(f'{a:.0f}' for a in added)} MB.")
+        emit(
+            f"Time is **{lin}** in area here: the marginal cost per HPF-equivalent stays within "
+            f"{100 * t_dev:.0f} % of the largest step's (tolerance {100 * TIME_TOL:.0f} %; small slides pay a "
+            f"relatively larger tile-overlap and file-opening share, which shows in s / HPF but not in the "
+            f"marginal cost). Memory is **{flat}**: from {ns[-2]:g} to {ns[-1]:g} HPF-equivalents "
+            f"({ns[-1] / ns[-2]:g}x the area, {tiles[-1] - tiles[-2]} more tiles) the detection peak changes by "
+            f"{100 * m_last:+.0f} % ({mem[-2]:.0f} MB -> {mem[-1]:.0f} MB, {per_tile:+.2f} MB per added tile; "
+            f"tolerance +{100 * MEM_TOL:.0f} %). Over the whole range ({ns[-1] / ns[0]:g}x the area) the peak "
+            f"rises by at most {100 * max(m_dev, 0):.0f} % ({mem[0]:.0f} MB -> {max(mem):.0f} MB); memory added "
+            f"over the loaded model and its warm-up batch, smallest to largest slide: "
+            f"{', '.join(f'{a:.0f}' for a in added)} MB."
+        )
     write_doc(args.out, "Whole-slide scaling: time and memory against slide area", "\n".join(lines))
     return 0
 

@@ -54,14 +54,27 @@ def run(model: str, data: Path, shifts: int, second_stage: bool, max_frames: int
             n.append(int(((found.scores >= det.threshold) & inside).sum()))
         counts[rec.image.stem] = n
         for j, m in enumerate(mit):
-            per_mitosis.append({"frame": rec.image.stem, "x": float(m[0]), "y": float(m[1]),
-                                "min": float(scores[:, j].min()), "max": float(scores[:, j].max()),
-                                "sd": float(scores[:, j].std()),
-                                "kept": int((scores[:, j] >= det.threshold).sum())})
-    return {"model": str(det.model_dir), "second_stage": det.rescorer is not None, "threshold": det.threshold,
-            "offsets": offsets, "mitoses": per_mitosis, "counts": counts,
-            "mean_sd": float(np.mean([m["sd"] for m in per_mitosis])) if per_mitosis else float("nan"),
-            "mean_range": float(np.mean([m["max"] - m["min"] for m in per_mitosis])) if per_mitosis else float("nan")}
+            per_mitosis.append(
+                {
+                    "frame": rec.image.stem,
+                    "x": float(m[0]),
+                    "y": float(m[1]),
+                    "min": float(scores[:, j].min()),
+                    "max": float(scores[:, j].max()),
+                    "sd": float(scores[:, j].std()),
+                    "kept": int((scores[:, j] >= det.threshold).sum()),
+                }
+            )
+    return {
+        "model": str(det.model_dir),
+        "second_stage": det.rescorer is not None,
+        "threshold": det.threshold,
+        "offsets": offsets,
+        "mitoses": per_mitosis,
+        "counts": counts,
+        "mean_sd": float(np.mean([m["sd"] for m in per_mitosis])) if per_mitosis else float("nan"),
+        "mean_range": float(np.mean([m["max"] - m["min"] for m in per_mitosis])) if per_mitosis else float("nan"),
+    }
 
 
 def main(argv=None) -> int:
@@ -79,16 +92,25 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     data = args.data or default_data_root()
-    res = run(args.model, data, 2 if args.quick else args.shifts, not args.no_second_stage,
-              max_frames=1 if args.quick else None)
+    res = run(
+        args.model,
+        data,
+        2 if args.quick else args.shifts,
+        not args.no_second_stage,
+        max_frames=1 if args.quick else None,
+    )
     print(f"Command: `{command_line()}`\n\nMachine: {environment_line(args.threads)}\n")
-    print(f"Model `{res['model']}`, second stage {'on' if res['second_stage'] else 'off'}, threshold "
-          f"{res['threshold']:.3f}; {len(res['offsets'])} shifts by (dx, dy) in [0, {MAX_SHIFT}) px.\n")
+    print(
+        f"Model `{res['model']}`, second stage {'on' if res['second_stage'] else 'off'}, threshold "
+        f"{res['threshold']:.3f}; {len(res['offsets'])} shifts by (dx, dy) in [0, {MAX_SHIFT}) px.\n"
+    )
     print("| frame | mitosis (x, y) | score min | score max | sd | shifts kept at threshold |")
     print("|---|---|---|---|---|---|")
     for m in res["mitoses"]:
-        print(f"| {m['frame']} | ({m['x']:.0f}, {m['y']:.0f}) | {m['min']:.3f} | {m['max']:.3f} | {m['sd']:.3f} | "
-              f"{m['kept']} of {len(res['offsets'])} |")
+        print(
+            f"| {m['frame']} | ({m['x']:.0f}, {m['y']:.0f}) | {m['min']:.3f} | {m['max']:.3f} | {m['sd']:.3f} | "
+            f"{m['kept']} of {len(res['offsets'])} |"
+        )
     print(f"\nMean over mitoses: score sd {res['mean_sd']:.3f}, score range {res['mean_range']:.3f}.")
     for frame, n in res["counts"].items():
         print(f"{frame}: count at threshold {min(n)}-{max(n)} over the shifts")

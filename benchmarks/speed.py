@@ -51,13 +51,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _common import (
+    DOCS,
+    HPF_MM2,
+    HPF_MPP,
+    HPF_PX,
+    command_line,
+    environment_line,
+    hpf_equivalents,
+    median_time,
+    self_stat,
+    shipped_detector,
+    write_doc,
+)
 from mitodet.runtime import MALLOC_ENV
 
-from _common import DOCS, HPF_MM2, HPF_MPP, HPF_PX, command_line, environment_line, hpf_equivalents, median_time, \
-    self_stat, shipped_detector, write_doc
-
-TOL_PX = 1.0       # detections of two runs are "the same" within this distance (input pixels) ...
-TOL_SCORE = 1e-3   # ... and this score difference
+TOL_PX = 1.0  # detections of two runs are "the same" within this distance (input pixels) ...
+TOL_SCORE = 1e-3  # ... and this score difference
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -82,19 +92,22 @@ def load_inputs(kind: str, quick: bool) -> tuple[list[tuple[str, np.ndarray, flo
             img = read_rgb(frames / "A03_03Ab.tiff")
             x0 = int(np.clip(x - 256, 0, img.shape[1] - 512))
             y0 = int(np.clip(y - 256, 0, img.shape[0] - 512))
-            crop = np.ascontiguousarray(img[y0:y0 + 512, x0:x0 + 512])
-            return [("A03_03Ab crop", crop, mpp)], (f"a 512 x 512 crop of the real MITOS-ATYPIA-14 frame A03_03Ab "
-                                                    f"(x0={x0}, y0={y0}) at {mpp} um/px, around a labelled mitosis")
+            crop = np.ascontiguousarray(img[y0 : y0 + 512, x0 : x0 + 512])
+            return [("A03_03Ab crop", crop, mpp)], (
+                f"a 512 x 512 crop of the real MITOS-ATYPIA-14 frame A03_03Ab "
+                f"(x0={x0}, y0={y0}) at {mpp} um/px, around a labelled mitosis"
+            )
         imgs = [(n, read_rgb(frames / f"{n}.tiff"), mpp) for n in names]
-        return imgs, (f"the two real MITOS-ATYPIA-14 frames A03_03Ab and A03_00Ab (1539 x 1376 px each at "
-                      f"{mpp} um/px)")
+        return imgs, (f"the two real MITOS-ATYPIA-14 frames A03_03Ab and A03_00Ab (1539 x 1376 px each at {mpp} um/px)")
     from mitodet.synthetic import synthetic_scene
 
     side = 512 if quick else HPF_PX
-    img, _, _ = synthetic_scene((side, side), n_mitoses=3 if quick else 12, n_lookalikes=3 if quick else 12,
-                                mpp=HPF_MPP, seed=0)
-    return [("synthetic", img, HPF_MPP)], (f"a SYNTHETIC {side} x {side} px scene at {HPF_MPP} um/px "
-                                           "(mitodet.synthetic; timing only, never accuracy)")
+    img, _, _ = synthetic_scene(
+        (side, side), n_mitoses=3 if quick else 12, n_lookalikes=3 if quick else 12, mpp=HPF_MPP, seed=0
+    )
+    return [("synthetic", img, HPF_MPP)], (
+        f"a SYNTHETIC {side} x {side} px scene at {HPF_MPP} um/px (mitodet.synthetic; timing only, never accuracy)"
+    )
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -133,7 +146,7 @@ def matmul_peak(n: int, repeats: int) -> float:
         t = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - t)
-    return 2.0 * n ** 3 / best
+    return 2.0 * n**3 / best
 
 
 def make_step_detector(model, *, grad: str = "inference", tile_px: int = 512, batch_size: int = 1):
@@ -202,8 +215,11 @@ def alloc_child(args) -> int:
     f0, k0 = _proc_counters()
     t, _ = median_time(fn, args.repeats)
     f1, k1 = _proc_counters()
-    print(json.dumps({"s": t, "faults": (f1 - f0) / args.repeats, "sys_s": (k1 - k0) / args.repeats,
-                      "malloc": malloc_state()}))
+    print(
+        json.dumps(
+            {"s": t, "faults": (f1 - f0) / args.repeats, "sys_s": (k1 - k0) / args.repeats, "malloc": malloc_state()}
+        )
+    )
     return 0
 
 
@@ -216,8 +232,19 @@ def allocator_ab(args, n_hpf: float) -> list[tuple[str, float, float, float, str
             env.pop(MALLOC_ENV, None)
             if mode == "system":
                 env[MALLOC_ENV] = "system"
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--_alloc-child", "--threads", str(args.threads),
-                   "--image", args.image, "--tile", str(args.tile), "--repeats", str(args.repeats)]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--_alloc-child",
+                "--threads",
+                str(args.threads),
+                "--image",
+                args.image,
+                "--tile",
+                str(args.tile),
+                "--repeats",
+                str(args.repeats),
+            ]
             cmd += ["--model", str(args.model)] if args.model else []
             cmd += ["--quick"] if args.quick else []
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -226,12 +253,21 @@ def allocator_ab(args, n_hpf: float) -> list[tuple[str, float, float, float, str
                 raise RuntimeError(f"the allocator run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
             runs[mode].append(json.loads(lines[-1]))
     out = []
-    for mode, label in (("system", "C library defaults (`MITODET_MALLOC=system`)"),
-                        ("keep", "glibc keeps freed memory (mitodet's default)")):
+    for mode, label in (
+        ("system", "C library defaults (`MITODET_MALLOC=system`)"),
+        ("keep", "glibc keeps freed memory (mitodet's default)"),
+    ):
         rs = runs[mode]
         med = statistics.median
-        out.append((label, med(r["s"] for r in rs) / n_hpf, med(r["faults"] for r in rs) / n_hpf,
-                    med(r["sys_s"] for r in rs) / n_hpf, rs[0]["malloc"]))
+        out.append(
+            (
+                label,
+                med(r["s"] for r in rs) / n_hpf,
+                med(r["faults"] for r in rs) / n_hpf,
+                med(r["sys_s"] for r in rs) / n_hpf,
+                rs[0]["malloc"],
+            )
+        )
     return out
 
 
@@ -246,6 +282,7 @@ def pipeline_part(emit, images, n_hpf: float, model_dir: Path, repeats: int) -> 
     if pipe is None or pipe.rescorer is None:
         emit(f"The model at {model_dir} has no second stage (`rescorer/`): nothing to split.")
     else:
+
         def run_pipe():
             out = [pipe.detect_array(im, mpp, threshold=0.0) for _, im, mpp in images]
             return (sum(o.info["second_stage_seconds"] for o in out), sum(o.info["n_rescored"] for o in out))
@@ -258,9 +295,11 @@ def pipeline_part(emit, images, n_hpf: float, model_dir: Path, repeats: int) -> 
             walls.append(time.perf_counter() - t)
             seconds2.append(s2)
         wall, s2 = statistics.median(walls), statistics.median(seconds2)
-        emit(f"`Detector.detect_array` with the model's second stage ({pipe.rescorer.config.patch_px} px patches at "
-             f"{pipe.rescorer.config.mpp} um/px, candidates >= {pipe.rescorer.config.min_candidate_score}); median "
-             f"of {repeats} run(s) after a warm-up.")
+        emit(
+            f"`Detector.detect_array` with the model's second stage ({pipe.rescorer.config.patch_px} px patches at "
+            f"{pipe.rescorer.config.mpp} um/px, candidates >= {pipe.rescorer.config.min_candidate_score}); median "
+            f"of {repeats} run(s) after a warm-up."
+        )
         emit()
         emit("| stage | s / HPF | candidates / HPF |")
         emit("|---|---:|---:|")
@@ -271,25 +310,47 @@ def pipeline_part(emit, images, n_hpf: float, model_dir: Path, repeats: int) -> 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--model", default=None, help="shipped model folder (default: the bundled rdlm-cpu; "
-                                                  "a random rdlm-cpu when it is missing)")
-    ap.add_argument("--image", choices=("auto", "real", "synthetic"), default="auto",
-                    help="input: the real MITOS-ATYPIA-14 frames (auto: when present) or a synthetic HPF")
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="shipped model folder (default: the bundled rdlm-cpu; a random rdlm-cpu when it is missing)",
+    )
+    ap.add_argument(
+        "--image",
+        choices=("auto", "real", "synthetic"),
+        default="auto",
+        help="input: the real MITOS-ATYPIA-14 frames (auto: when present) or a synthetic HPF",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median), after a warm-up")
     ap.add_argument("--tile", type=int, default=512, help="tile side at the working resolution")
-    ap.add_argument("--proposals", type=int, nargs=2, default=(300, 50), metavar=("PRE", "POST"),
-                    help="test-time RPN proposals (per level before NMS, per tile after NMS) for the fast path")
+    ap.add_argument(
+        "--proposals",
+        type=int,
+        nargs=2,
+        default=(300, 50),
+        metavar=("PRE", "POST"),
+        help="test-time RPN proposals (per level before NMS, per tile after NMS) for the fast path",
+    )
     ap.add_argument("--matmul-n", type=int, default=2048)
     ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime step")
-    ap.add_argument("--out", type=Path, default=None,
-                    help=f"markdown file to write (full mode default: {DOCS / 'speed.md'}; quick mode: none)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: one 512 x 512 crop, 1 repeat, all stages (< 1 min)")
-    ap.add_argument("--pipeline-only", action="store_true",
-                    help="only time the shipped pipeline's two stages (part 4); writes docs/benchmarks/speed_pipeline.md")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"markdown file to write (full mode default: {DOCS / 'speed.md'}; quick mode: none)",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: one 512 x 512 crop, 1 repeat, all stages (< 1 min)"
+    )
+    ap.add_argument(
+        "--pipeline-only",
+        action="store_true",
+        help="only time the shipped pipeline's two stages (part 4); writes docs/benchmarks/speed_pipeline.md",
+    )
     ap.add_argument("--_alloc-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._alloc_child:
@@ -326,8 +387,10 @@ def main(argv=None) -> int:
         emit()
         emit(f"Machine: {environment_line(args.threads)}.")
         emit()
-        emit(f"Input: {input_desc}; {n_hpf:.3f} HPF-equivalents in all (1 HPF-equivalent = {HPF_PX} x {HPF_PX} px "
-             f"at {HPF_MPP} um/px).")
+        emit(
+            f"Input: {input_desc}; {n_hpf:.3f} HPF-equivalents in all (1 HPF-equivalent = {HPF_PX} x {HPF_PX} px "
+            f"at {HPF_MPP} um/px)."
+        )
         emit()
         pipeline_part(emit, images, n_hpf, model_dir, args.repeats)
         write_doc(args.out, "Inference speed of the shipped pipeline on CPU", "\n".join(lines))
@@ -339,31 +402,42 @@ def main(argv=None) -> int:
     else:
         shipped = build_detector("rdlm-cpu").eval()
         shipped_name = "`rdlm-cpu` (RANDOM weights: shipped model missing)"
-        shipped_note = (f"**No shipped model was found at {model_dir}**, so row (c) and part 2 use a randomly "
-                        "initialised `rdlm-cpu` (same architecture and settings). Its backbone cost is the "
-                        "trained model's; its proposal and detection counts are not, and it has no detections "
-                        "above the threshold, so the detection checks below cannot show a change.")
+        shipped_note = (
+            f"**No shipped model was found at {model_dir}**, so row (c) and part 2 use a randomly "
+            "initialised `rdlm-cpu` (same architecture and settings). Its backbone cost is the "
+            "trained model's; its proposal and detection counts are not, and it has no detections "
+            "above the threshold, so the detection checks below cannot show a change."
+        )
 
     emit(f"Command: `{command_line()}`")
     emit()
     emit(f"Machine: {environment_line(args.threads)}.")
     emit()
-    emit(f"Input: {input_desc}; {n_hpf:.3f} HPF-equivalents in all (1 HPF-equivalent = {HPF_PX} x {HPF_PX} px "
-         f"at {HPF_MPP} um/px = {HPF_MM2:.4f} mm^2). "
-         + ("Quick mode: part 1 times ONE cold run (the FLOP-counting one), part 2 one run after a warm-up. "
-            if args.quick else f"Times: median of {args.repeats} runs after a warm-up (the FLOP-counting run). ")
-         + shipped_note)
+    emit(
+        f"Input: {input_desc}; {n_hpf:.3f} HPF-equivalents in all (1 HPF-equivalent = {HPF_PX} x {HPF_PX} px "
+        f"at {HPF_MPP} um/px = {HPF_MM2:.4f} mm^2). "
+        + (
+            "Quick mode: part 1 times ONE cold run (the FLOP-counting one), part 2 one run after a warm-up. "
+            if args.quick
+            else f"Times: median of {args.repeats} runs after a warm-up (the FLOP-counting run). "
+        )
+        + shipped_note
+    )
     emit()
 
     peak = matmul_peak(args.matmul_n, args.repeats)
-    emit(f"fp32 matmul peak (`torch.mm`, {args.matmul_n} x {args.matmul_n}, {args.threads} thread(s), best of "
-         f"{max(5, args.repeats)}): **{peak / 1e9:.1f} GFLOP/s**.")
+    emit(
+        f"fp32 matmul peak (`torch.mm`, {args.matmul_n} x {args.matmul_n}, {args.threads} thread(s), best of "
+        f"{max(5, args.repeats)}): **{peak / 1e9:.1f} GFLOP/s**."
+    )
     emit()
 
     # ------------------------------------------------------------------ part 1
     emit("## Models on the same input")
     emit()
-    emit("| model | network input | parameters | inputs | s / HPF | GFLOP / input | GFLOP / HPF | achieved GFLOP/s | % of matmul peak |")
+    emit(
+        "| model | network input | parameters | inputs | s / HPF | GFLOP / input | GFLOP / HPF | achieved GFLOP/s | % of matmul peak |"
+    )
     emit("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 
     stock = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).eval()
@@ -380,9 +454,21 @@ def main(argv=None) -> int:
     def runner(det):
         return lambda: [det.detect_array(im, mpp, threshold=0.0) for _, im, mpp in images]
 
-    rows = [("(a) torchvision `fasterrcnn_resnet50_fpn` (stock, random)", stock, run_stock, "its transform: 800 px shorter side"),
-            ("(b) `rdlm` paper preset (random)", rdlm.model, runner(rdlm), f"600 px tiles (the paper's input size) at {rdlm.mpp} um/px"),
-            (f"(c) {shipped_name}", ship.model, runner(ship), f"{args.tile} px tiles at {ship.mpp} um/px")]
+    rows = [
+        (
+            "(a) torchvision `fasterrcnn_resnet50_fpn` (stock, random)",
+            stock,
+            run_stock,
+            "its transform: 800 px shorter side",
+        ),
+        (
+            "(b) `rdlm` paper preset (random)",
+            rdlm.model,
+            runner(rdlm),
+            f"600 px tiles (the paper's input size) at {rdlm.mpp} um/px",
+        ),
+        (f"(c) {shipped_name}", ship.model, runner(ship), f"{args.tile} px tiles at {ship.mpp} um/px"),
+    ]
     part1 = {}
     for name, model, fn, how in rows:
         counter = NetInputs(model)
@@ -399,13 +485,17 @@ def main(argv=None) -> int:
         s_hpf = t / n_hpf
         part1[name] = s_hpf
         shape_txt = ", ".join(f"{h}x{w}" for h, w in shapes[:3]) + (" ..." if len(shapes) > 3 else "")
-        emit(f"| {name} | {how} ({shape_txt}) | {count_parameters(model):,} | {n_inputs} | {s_hpf:.3f} | "
-             f"{flops / max(1, n_inputs) / 1e9:.2f} | {flops / n_hpf / 1e9:.1f} | {flops / t / 1e9:.1f} | "
-             f"{100 * flops / t / peak:.0f}% |")
+        emit(
+            f"| {name} | {how} ({shape_txt}) | {count_parameters(model):,} | {n_inputs} | {s_hpf:.3f} | "
+            f"{flops / max(1, n_inputs) / 1e9:.2f} | {flops / n_hpf / 1e9:.1f} | {flops / t / 1e9:.1f} | "
+            f"{100 * flops / t / peak:.0f}% |"
+        )
     emit()
-    emit("Inputs: network forward inputs (tiles or resized images) for the whole input; shapes are after the "
-         "models' own padding to a multiple of 32. FLOPs count convolutions and matrix products "
-         "(multiply-add = 2 FLOPs); RoIAlign, NMS and resampling are not counted but are in the times.")
+    emit(
+        "Inputs: network forward inputs (tiles or resized images) for the whole input; shapes are after the "
+        "models' own padding to a multiple of 32. FLOPs count convolutions and matrix products "
+        "(multiply-add = 2 FLOPs); RoIAlign, NMS and resampling are not counted but are in the times."
+    )
     emit()
     del stock, rdlm
 
@@ -417,8 +507,11 @@ def main(argv=None) -> int:
     steps = [
         ("baseline: `torch.no_grad`, 1 tile per forward", {}),
         ("+ `torch.inference_mode`", {"grad": "inference"}),
-        (f"+ fewer proposals (pre-NMS {pre}/level, post-NMS {post}; preset "
-         f"{shipped.config.rpn_pre_nms_top_n_test}/{shipped.config.rpn_post_nms_top_n_test})", {"proposals": (pre, post)}),
+        (
+            f"+ fewer proposals (pre-NMS {pre}/level, post-NMS {post}; preset "
+            f"{shipped.config.rpn_pre_nms_top_n_test}/{shipped.config.rpn_post_nms_top_n_test})",
+            {"proposals": (pre, post)},
+        ),
         ("+ channels-last", {"channels_last": True}),
         ("+ 4 tiles per forward", {"batch": 4}),
     ]
@@ -434,13 +527,16 @@ def main(argv=None) -> int:
         except ImportError:
             onnx_reason = "not run: `onnxruntime`/`onnx` are not installed (pip install 'mitodet[onnx]')"
 
-    from mitodet.inference.fastpath import backbone_parity, set_test_proposals, to_channels_last, \
-        with_onnx_backbone
+    from mitodet.inference.fastpath import backbone_parity, set_test_proposals, to_channels_last, with_onnx_backbone
 
-    emit(f"Each step adds one change to the previous one. Detections are compared with the baseline's at the "
-         f"operating threshold {thr:g} (matched within {TOL_PX:g} px, score within {TOL_SCORE:g}).")
+    emit(
+        f"Each step adds one change to the previous one. Detections are compared with the baseline's at the "
+        f"operating threshold {thr:g} (matched within {TOL_PX:g} px, score within {TOL_SCORE:g})."
+    )
     emit()
-    emit("| step | s / HPF | x vs previous | x vs baseline | detections >= threshold vs baseline | top-20 candidates vs baseline |")
+    emit(
+        "| step | s / HPF | x vs previous | x vs baseline | detections >= threshold vs baseline | top-20 candidates vs baseline |"
+    )
     emit("|---|---:|---:|---:|---|---|")
     settings = {"grad": "no_grad", "proposals": None, "channels_last": False, "batch": 1, "onnx": False}
     base_dets, prev_t, base_t = None, None, None
@@ -472,29 +568,37 @@ def main(argv=None) -> int:
         top_thr = min((float(np.sort(d.scores)[-k]) if len(d.scores) >= k else 0.0) for d in base_dets)
         top = compare(base_dets, dets, max(top_thr, 1e-9))
         results.append((label, s_hpf, prev_t / t, base_t / t, at_thr, top))
-        emit(f"| {label} | {s_hpf:.3f} | {prev_t / t:.2f} | {base_t / t:.2f} | {describe_change(at_thr)} | "
-             f"{describe_change(top)} |")
+        emit(
+            f"| {label} | {s_hpf:.3f} | {prev_t / t:.2f} | {base_t / t:.2f} | {describe_change(at_thr)} | "
+            f"{describe_change(top)} |"
+        )
         prev_t = t
     tmp.cleanup()
     emit()
     if onnx_reason:
         emit(f"ONNX Runtime step: {onnx_reason}.")
     if onnx_diff is not None:
-        emit(f"ONNX Runtime parity: on a random normalised (2, 3, 256, 320) batch the neck outputs differ by at "
-             f"most {onnx_diff[0]:.2e} (absolute), {onnx_diff[1]:.2e} of the level's largest value (relative).")
+        emit(
+            f"ONNX Runtime parity: on a random normalised (2, 3, 256, 320) batch the neck outputs differ by at "
+            f"most {onnx_diff[0]:.2e} (absolute), {onnx_diff[1]:.2e} of the level's largest value (relative)."
+        )
     emit()
-    emit("x > 1 is faster. 'top-20 candidates' compares every candidate scoring at least the baseline's 20th best "
-         "score on each image, to show changes that the threshold would hide.")
+    emit(
+        "x > 1 is faster. 'top-20 candidates' compares every candidate scoring at least the baseline's 20th best "
+        "score on each image, to show changes that the threshold would hide."
+    )
     emit()
     # ------------------------------------------------------------------ part 4 (printed before part 3)
     pipeline_part(emit, images, n_hpf, model_dir, args.repeats)
     # ------------------------------------------------------------------ part 3
     emit("## Allocator: glibc keeping freed memory")
     emit()
-    emit(f"The shipped model with `Detector`'s defaults (inference mode, 4 tiles per forward, {args.tile} px tiles) on "
-         f"the same input, in fresh processes, alternating the two settings; median of "
-         f"{1 if args.quick else args.repeats} process(es) per setting, each the median of {args.repeats} run(s) "
-         "after a warm-up. Page faults and kernel time are per HPF-equivalent.")
+    emit(
+        f"The shipped model with `Detector`'s defaults (inference mode, 4 tiles per forward, {args.tile} px tiles) on "
+        f"the same input, in fresh processes, alternating the two settings; median of "
+        f"{1 if args.quick else args.repeats} process(es) per setting, each the median of {args.repeats} run(s) "
+        "after a warm-up. Page faults and kernel time are per HPF-equivalent."
+    )
     emit()
     emit("| allocator | s / HPF | x vs C library defaults | minor page faults / HPF | kernel CPU s / HPF |")
     emit("|---|---:|---:|---:|---:|")

@@ -19,8 +19,12 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, default=None,
-                    help="a mitodet train output folder (default: the bundled model and its train_config.json)")
+    ap.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="a mitodet train output folder (default: the bundled model and its train_config.json)",
+    )
     ap.add_argument("--model", default=None, help="default: RUN/model, or the bundled model")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="the first 16 validation crops only (a smoke run)")
@@ -53,15 +57,18 @@ def main(argv=None) -> int:
         det.flip_tta = tta
         preds, scores = [], []
         for i in range(0, len(val), 8):
-            for pts, sc in det.predict_working([im for im, _ in val[i:i + 8]]):
+            for pts, sc in det.predict_working([im for im, _ in val[i : i + 8]]):
                 preds.append(pts)
                 scores.append(sc)
         rep = evaluate_images(gts, preds, scores, det.mpp, radius_um=8.0)
         best = evaluate_images(gts, preds, scores, det.mpp, radius_um=8.0, threshold=rep.best_threshold)
         op = evaluate_images(gts, preds, scores, det.mpp, radius_um=8.0, threshold=det.threshold)
-        print(f"| {'flip TTA' if tta else 'plain'} | {best.f1:.3f} ({best.precision:.3f} / {best.recall:.3f}) at "
-              f"{rep.best_threshold:.3f} | {rep.average_precision:.3f} | {op.f1:.3f} ({op.precision:.3f} / "
-              f"{op.recall:.3f}) |", flush=True)
+        print(
+            f"| {'flip TTA' if tta else 'plain'} | {best.f1:.3f} ({best.precision:.3f} / {best.recall:.3f}) at "
+            f"{rep.best_threshold:.3f} | {rep.average_precision:.3f} | {op.f1:.3f} ({op.precision:.3f} / "
+            f"{op.recall:.3f}) |",
+            flush=True,
+        )
     return 0
 
 

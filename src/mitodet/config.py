@@ -42,8 +42,10 @@ class GLBConfig:
     def __post_init__(self) -> None:
         for name in ("k", "m"):
             v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool) and v > 0,
-                   f"glb.{name} must be a positive integer, got {v!r}; the paper uses k=256, m=256 or 512")
+            _check(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                f"glb.{name} must be a positive integer, got {v!r}; the paper uses k=256, m=256 or 512",
+            )
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,14 @@ class FocalConfig:
     prior: float = 0.01
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and 0.0 <= self.alpha <= 1.0,
-               f"focal.alpha must lie in [0, 1], got {self.alpha!r}; the paper uses 0.5")
-        _check(isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma >= 0.0,
-               f"focal.gamma must be >= 0, got {self.gamma!r}; the paper uses 0.5")
+        _check(
+            isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and 0.0 <= self.alpha <= 1.0,
+            f"focal.alpha must lie in [0, 1], got {self.alpha!r}; the paper uses 0.5",
+        )
+        _check(
+            isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma >= 0.0,
+            f"focal.gamma must be >= 0, got {self.gamma!r}; the paper uses 0.5",
+        )
         _check(0.0 < self.prior < 1.0, f"focal.prior must lie in (0, 1), got {self.prior!r}")
 
 
@@ -125,21 +131,37 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _check(self.encoder in ENCODERS, f"encoder {self.encoder!r} is unknown; choose one of {', '.join(ENCODERS)}")
         _check(self.norm in NORMS, f"norm {self.norm!r} is unknown; choose one of {', '.join(NORMS)}")
-        _check(not (self.norm == "gn" and self.encoder.startswith("mobilenet")),
-               f"norm 'gn' is supported for ResNet encoders only, not {self.encoder!r}; use 'bn' or 'frozen_bn'")
-        _check(isinstance(self.mpp, (int, float)) and math.isfinite(self.mpp) and self.mpp > 0,
-               f"mpp must be > 0 micrometres per pixel, got {self.mpp!r}; typical x40 scans are 0.23-0.26")
+        _check(
+            not (self.norm == "gn" and self.encoder.startswith("mobilenet")),
+            f"norm 'gn' is supported for ResNet encoders only, not {self.encoder!r}; use 'bn' or 'frozen_bn'",
+        )
+        _check(
+            isinstance(self.mpp, (int, float)) and math.isfinite(self.mpp) and self.mpp > 0,
+            f"mpp must be > 0 micrometres per pixel, got {self.mpp!r}; typical x40 scans are 0.23-0.26",
+        )
         _check(self.box_size_um > 0, f"box_size_um must be > 0, got {self.box_size_um!r}")
         _check(self.fpn_channels > 0, f"fpn_channels must be > 0, got {self.fpn_channels!r}")
-        _check(len(self.anchor_sizes) == 5, f"anchor_sizes needs 5 entries (P2..P5 and the pooled level), got {self.anchor_sizes!r}")
+        _check(
+            len(self.anchor_sizes) == 5,
+            f"anchor_sizes needs 5 entries (P2..P5 and the pooled level), got {self.anchor_sizes!r}",
+        )
         _check(all(a > 0 for a in self.anchor_sizes), f"anchor_sizes must be positive, got {self.anchor_sizes!r}")
-        _check(len(self.aspect_ratios) > 0 and all(r > 0 for r in self.aspect_ratios),
-               f"aspect_ratios must be positive, got {self.aspect_ratios!r}")
+        _check(
+            len(self.aspect_ratios) > 0 and all(r > 0 for r in self.aspect_ratios),
+            f"aspect_ratios must be positive, got {self.aspect_ratios!r}",
+        )
         _check(0.0 <= self.score_threshold <= 1.0, f"score_threshold must lie in [0, 1], got {self.score_threshold!r}")
         _check(0.0 < self.box_nms_thresh <= 1.0, f"box_nms_thresh must lie in (0, 1], got {self.box_nms_thresh!r}")
-        for name in ("rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_train",
-                     "rpn_post_nms_top_n_test", "rpn_batch_size_per_image", "box_batch_size_per_image",
-                     "box_head_dim", "box_detections_per_img"):
+        for name in (
+            "rpn_pre_nms_top_n_train",
+            "rpn_pre_nms_top_n_test",
+            "rpn_post_nms_top_n_train",
+            "rpn_post_nms_top_n_test",
+            "rpn_batch_size_per_image",
+            "box_batch_size_per_image",
+            "box_head_dim",
+            "box_detections_per_img",
+        ):
             v = getattr(self, name)
             _check(isinstance(v, int) and v > 0, f"{name} must be a positive integer, got {v!r}")
 
@@ -192,5 +214,16 @@ def save_json(obj: dict[str, Any], path: str | Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["ConfigError", "GLBConfig", "FocalConfig", "ModelConfig", "to_dict", "from_dict", "model_config_from_dict",
-           "save_json", "ENCODERS", "NORMS", "field"]
+__all__ = [
+    "ConfigError",
+    "GLBConfig",
+    "FocalConfig",
+    "ModelConfig",
+    "to_dict",
+    "from_dict",
+    "model_config_from_dict",
+    "save_json",
+    "ENCODERS",
+    "NORMS",
+    "field",
+]

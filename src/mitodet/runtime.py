@@ -72,8 +72,11 @@ def keep_freed_memory(force: bool = False) -> bool:
         ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES))
     except (OSError, AttributeError):
         ok = False
-    _state = ("glibc, freed blocks up to 1 GiB kept for reuse (mallopt mmap/trim thresholds)" if ok
-              else "C library defaults (mallopt refused)")
+    _state = (
+        "glibc, freed blocks up to 1 GiB kept for reuse (mallopt mmap/trim thresholds)"
+        if ok
+        else "C library defaults (mallopt refused)"
+    )
     return ok
 
 

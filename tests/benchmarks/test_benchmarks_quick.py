@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+#: heavy (subprocesses, clusters, whole benchmarks): run by scripts/test.sh and CI, not by a bare `pytest`
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 
@@ -20,7 +23,9 @@ BENCH = ROOT / "benchmarks"
 def run_quick(script: str, *extra: str, timeout: float = 300, threads: int | None = 1) -> str:
     cmd = [sys.executable, str(BENCH / script), "--quick", *(["--threads", str(threads)] if threads else []), *extra]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    )
     assert "wrote " not in proc.stdout, "a quick mode must not write the docs"
     return proc.stdout
 
@@ -52,7 +57,9 @@ def test_speed_quick():
 
 def test_scaling_quick():
     out = run_quick("scaling.py")
-    assert "| HPF-equivalents | side (px) | levels | write s | tiles run | detect s (median) | range of runs (s) |" in out
+    assert (
+        "| HPF-equivalents | side (px) | levels | write s | tiles run | detect s (median) | range of runs (s) |" in out
+    )
     assert "| 1 | 512 |" in out and "| 4 | 1024 |" in out
     assert "Allocator: " in out
     assert "Memory is **" in out
@@ -69,18 +76,37 @@ OTHERS = [
 DATA_OTHERS = [
     ("sampler_throughput.py", (), None, "crops/s on one process"),
     ("full_frames.py", (), 1, "pooled: P "),
-    ("validation_tta.py", (), 1, "| pass | best F1 (P / R) at threshold | AP | F1 (P / R) at the operating threshold |"),
+    (
+        "validation_tta.py",
+        (),
+        1,
+        "| pass | best F1 (P / R) at threshold | AP | F1 (P / R) at the operating threshold |",
+    ),
     ("shift_stability.py", (), 1, "| frame | mitosis (x, y) | score min | score max | sd | shifts kept at threshold |"),
 ]
 
 
 @pytest.mark.data
 def test_generalisation_quick(shared_data, tmp_path):
-    out = run_quick("generalisation.py", "--detector", "default", "--seeds", "0", "--heldout", "midog21-aperio-cs2",
-                    "atnorm", "--work", str(tmp_path / "gen"), "--no-progress")
-    for row in ("| first stage | all-val |", "| two-stage, all labs (second) | all-val |",
-                "| two-stage, without midog21-aperio-cs2 (geometric) | midog21-aperio-cs2 |",
-                "| two-stage, without atnorm (second) | atnorm |"):
+    out = run_quick(
+        "generalisation.py",
+        "--detector",
+        "default",
+        "--seeds",
+        "0",
+        "--heldout",
+        "midog21-aperio-cs2",
+        "atnorm",
+        "--work",
+        str(tmp_path / "gen"),
+        "--no-progress",
+    )
+    for row in (
+        "| first stage | all-val |",
+        "| two-stage, all labs (second) | all-val |",
+        "| two-stage, without midog21-aperio-cs2 (geometric) | midog21-aperio-cs2 |",
+        "| two-stage, without atnorm (second) | atnorm |",
+    ):
         assert row in out, out[-3000:]
     assert "First-stage recall among the candidates the second stage sees" in out
 

@@ -103,9 +103,10 @@ def test_geojson_geometries_and_classes(write, tmp_path: Path) -> None:
             _feature({"type": "Point", "coordinates": [10, 20]}, "Mitosis"),
             _feature({"type": "MultiPoint", "coordinates": [[1, 2], [3, 4]]}, "Non-mitotic"),
             # a 4 x 2 rectangle (closed ring) -> centroid (102, 51)
-            _feature({"type": "Polygon",
-                      "coordinates": [[[100, 50], [104, 50], [104, 52], [100, 52], [100, 50]]]},
-                     "mitotic figure"),
+            _feature(
+                {"type": "Polygon", "coordinates": [[[100, 50], [104, 50], [104, 52], [100, 52], [100, 50]]]},
+                "mitotic figure",
+            ),
             _feature({"type": "Point", "coordinates": [7, 8]}),  # unclassified -> 1
             _feature({"type": "Point", "coordinates": [9, 9]}, "Hard negative"),
             _feature({"type": "Point", "coordinates": [5, 5]}, "Imposter"),
@@ -114,9 +115,7 @@ def test_geojson_geometries_and_classes(write, tmp_path: Path) -> None:
     }
     path = write("a.geojson", json.dumps(collection))
     (record,) = read_qupath_geojson(path, tmp_path / "slide.svs", 0.25)
-    np.testing.assert_allclose(
-        record.points, [[10, 20], [1, 2], [3, 4], [102, 51], [7, 8], [9, 9], [5, 5], [6, 6]]
-    )
+    np.testing.assert_allclose(record.points, [[10, 20], [1, 2], [3, 4], [102, 51], [7, 8], [9, 9], [5, 5], [6, 6]])
     assert record.labels.tolist() == [1, 0, 0, 1, 1, 0, 0, 0]
     assert (record.slide, record.mpp, record.scores) == ("slide", 0.25, None)
 
@@ -124,8 +123,7 @@ def test_geojson_geometries_and_classes(write, tmp_path: Path) -> None:
 def test_geojson_list_of_features_scores_and_label_map(write, tmp_path: Path) -> None:
     features = [
         _feature({"type": "Point", "coordinates": [1, 1]}, "Tumor", measurements={"score": 0.8}),
-        _feature({"type": "Point", "coordinates": [2, 2]}, "Mitosis",
-                 measurements=[{"name": "Score", "value": 0.3}]),
+        _feature({"type": "Point", "coordinates": [2, 2]}, "Mitosis", measurements=[{"name": "Score", "value": 0.3}]),
     ]
     path = write("list.json", json.dumps(features))
     with pytest.raises(DataFormatError, match=r"features\[0\]: unknown class 'Tumor'.*label_map"):
@@ -133,8 +131,7 @@ def test_geojson_list_of_features_scores_and_label_map(write, tmp_path: Path) ->
     (record,) = read_qupath_geojson(path, "img.tif", 0.25, label_map={"tumor": 0}, slide="S")
     assert record.labels.tolist() == [0, 1] and record.scores.tolist() == [0.8, 0.3]
     assert record.slide == "S"
-    (empty,) = read_qupath_geojson(write("e.json", '{"type": "FeatureCollection", "features": []}'),
-                                   "img.tif", 0.25)
+    (empty,) = read_qupath_geojson(write("e.json", '{"type": "FeatureCollection", "features": []}'), "img.tif", 0.25)
     assert empty.points.shape == (0, 2)
 
 

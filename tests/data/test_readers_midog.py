@@ -45,21 +45,29 @@ def test_real_midogpp_counts(shared_data: Path) -> None:
 
 def _write_json(write, images=None, annotations=None, raw: str | None = None) -> Path:
     if raw is None:
-        raw = json.dumps({
-            "images": images if images is not None else [
-                {"file_name": "a.tiff", "id": 1, "width": 100, "height": 80, "tumor_type": "t"},
-                {"file_name": "b.tiff", "id": 2, "width": 100, "height": 80},
-            ],
-            "annotations": annotations if annotations is not None else [],
-        }, indent=1)
+        raw = json.dumps(
+            {
+                "images": images
+                if images is not None
+                else [
+                    {"file_name": "a.tiff", "id": 1, "width": 100, "height": 80, "tumor_type": "t"},
+                    {"file_name": "b.tiff", "id": 2, "width": 100, "height": 80},
+                ],
+                "annotations": annotations if annotations is not None else [],
+            },
+            indent=1,
+        )
     return write("midog.json", raw)
 
 
 def test_points_labels_mpp_mapping_and_empty_image(write, tmp_path: Path) -> None:
-    path = _write_json(write, annotations=[
-        {"bbox": [10, 20, 60, 70], "category_id": 1, "image_id": 1, "id": 7},
-        {"bbox": [0, 0, 4, 6], "category_id": 2, "image_id": 1, "id": 8},
-    ])
+    path = _write_json(
+        write,
+        annotations=[
+            {"bbox": [10, 20, 60, 70], "category_id": 1, "image_id": 1, "id": 7},
+            {"bbox": [0, 0, 4, 6], "category_id": 2, "image_id": 1, "id": 8},
+        ],
+    )
     a, b = read_midog(path, tmp_path / "img", mpp={"a.tiff": 0.23, "b.tiff": 0.26})
     np.testing.assert_array_equal(a.points, [[35, 45], [2, 3]])
     np.testing.assert_array_equal(a.labels, [1, 0])
@@ -81,14 +89,20 @@ def test_points_labels_mpp_mapping_and_empty_image(write, tmp_path: Path) -> Non
         ({"bbox": [1, 2, 3, 4], "category_id": 1, "image_id": 9, "id": 5}, "image_id 9 is not"),
         ({"bbox": [10, 10, 5, 20], "category_id": 1, "image_id": 1, "id": 5}, "x2 < x1"),
         ({"bbox": [-60, 2, -10, 4], "category_id": 1, "image_id": 1, "id": 5}, "lies outside"),
-        ({"bbox": [1, 2, 3, float("nan")], "category_id": 1, "image_id": 1, "id": 5},
-         "bbox value is nan, not a finite number"),
+        (
+            {"bbox": [1, 2, 3, float("nan")], "category_id": 1, "image_id": 1, "id": 5},
+            "bbox value is nan, not a finite number",
+        ),
     ],
 )
 def test_malformed_annotation_names_file_and_entry(write, tmp_path, annotation, message) -> None:
-    path = _write_json(write, annotations=[
-        {"bbox": [1, 2, 3, 4], "category_id": 1, "image_id": 1, "id": 4}, annotation,
-    ])
+    path = _write_json(
+        write,
+        annotations=[
+            {"bbox": [1, 2, 3, 4], "category_id": 1, "image_id": 1, "id": 4},
+            annotation,
+        ],
+    )
     with pytest.raises(DataFormatError) as info:
         read_midog(path, tmp_path)
     assert str(path) in str(info.value)

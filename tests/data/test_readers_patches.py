@@ -30,8 +30,7 @@ def test_real_amibr(shared_data: Path) -> None:
     for r in rows:
         x, y = int(r["x"]), int(r["y"])
         inside = sum(
-            1 for ox, oy in same_slide[(r["dataset"], r["slide"])]
-            if x - 64 <= ox <= x + 63 and y - 64 <= oy <= y + 63
+            1 for ox, oy in same_slide[(r["dataset"], r["slide"])] if x - 64 <= ox <= x + 63 and y - 64 <= oy <= y + 63
         )
         multi += inside > 1
         extra_points += inside - 1
@@ -54,10 +53,13 @@ def _amibr(write, rows: str, header: str = _AMIBR_HEADER) -> None:
 
 
 def test_amibr_neighbours_in_crop_coordinates(write, tmp_path: Path) -> None:
-    _amibr(write, "normal/1.jpg,normal,D,s,1000,1000,False\n"
-                  "atypical/2.jpg,atypical,D,s,1063,936,True\n"    # inside crop 1 at (127, 0)
-                  "normal/3.jpg,normal,D,s,1064,1000,False\n"      # just outside crop 1
-                  "normal/4.jpg,normal,E,s,1001,1001,False\n")     # other dataset: never shared
+    _amibr(
+        write,
+        "normal/1.jpg,normal,D,s,1000,1000,False\n"
+        "atypical/2.jpg,atypical,D,s,1063,936,True\n"  # inside crop 1 at (127, 0)
+        "normal/3.jpg,normal,D,s,1064,1000,False\n"  # just outside crop 1
+        "normal/4.jpg,normal,E,s,1001,1001,False\n",
+    )  # other dataset: never shared
     for name in ("normal/1.jpg", "atypical/2.jpg", "normal/3.jpg", "normal/4.jpg"):
         write(name, b"")
     one, two, three, four = read_amibr(tmp_path)
@@ -80,8 +82,7 @@ def test_amibr_neighbours_in_crop_coordinates(write, tmp_path: Path) -> None:
         ("normal/1.jpg,normal,D,s,nan,20,False\n", 2, "x is 'nan', not a finite number"),
         ("normal/1.jpg,normal,D,s,10,-2,False\n", 2, "y is '-2', a negative pixel coordinate"),
         ("normal/1.jpg,normal,D,s,10,20\n", 2, "6 fields, the header has 7"),
-        ("normal/1.jpg,normal,D,s,10,20,False\n\nnormal/1.jpg,normal,D,s,1,2,False\n", 4,
-         "already listed on line 2"),
+        ("normal/1.jpg,normal,D,s,10,20,False\n\nnormal/1.jpg,normal,D,s,1,2,False\n", 4, "already listed on line 2"),
         ("normal/9.jpg,normal,D,s,10,20,False\n", 2, "normal/9.jpg not found"),
     ],
 )
@@ -106,9 +107,7 @@ def test_amibr_missing_csv_and_columns(write, tmp_path: Path) -> None:
 
 
 @pytest.mark.data
-@pytest.mark.parametrize(
-    ("folder", "normal", "atypical"), [("atnorm_br", 618, 128), ("atnorm_md", 1888, 219)]
-)
+@pytest.mark.parametrize(("folder", "normal", "atypical"), [("atnorm_br", 618, 128), ("atnorm_md", 1888, 219)])
 def test_real_atnorm(shared_data: Path, folder: str, normal: int, atypical: int) -> None:
     records = read_atnorm(shared_data / folder)
     assert len(records) == normal + atypical

@@ -14,10 +14,19 @@ from mitodet.data.readers.__main__ import main
 
 def test_registry_names_and_lookup() -> None:
     assert set(READERS) == {
-        "mitos_atypia14", "mitos_atypia14_patches", "icpr12", "icpr12_patches", "tupac16_aux",
-        "tupac16_patches", "midog", "amibr", "atnorm", "points_csv", "qupath_geojson",
+        "mitos_atypia14",
+        "mitos_atypia14_patches",
+        "icpr12",
+        "icpr12_patches",
+        "tupac16_aux",
+        "tupac16_patches",
+        "midog",
+        "amibr",
+        "atnorm",
+        "points_csv",
+        "qupath_geojson",
     }
-    for name, function in READERS.items():
+    for _name, function in READERS.items():
         assert getattr(readers, function.__name__) is function
         assert inspect.signature(function).return_annotation in ("list[ImageRecord]",)
         assert function.__doc__ and "Returns:" in function.__doc__

@@ -7,8 +7,16 @@ import pytest
 from PIL import Image
 
 from mitodet.data.records import ImageRecord
-from mitodet.data.sampler import (MosaicDataset, MosaicSampler, SamplerConfig, Source, boxes_to_points,
-                                  load_sources, points_to_boxes, split_by_slide)
+from mitodet.data.sampler import (
+    MosaicDataset,
+    MosaicSampler,
+    SamplerConfig,
+    Source,
+    boxes_to_points,
+    load_sources,
+    points_to_boxes,
+    split_by_slide,
+)
 
 
 def centred_patches(n=60, size=64, seed=0):
@@ -18,7 +26,7 @@ def centred_patches(n=60, size=64, seed=0):
     for i in range(n):
         img = rng.integers(180, 230, (size, size, 3), dtype=np.uint8)
         c = (size - 1) / 2
-        img[int(c) - 3:int(c) + 5, int(c) - 3:int(c) + 5] = 20
+        img[int(c) - 3 : int(c) + 5, int(c) - 3 : int(c) + 5] = 20
         label = 1 if i % 3 else 0
         out.append(Source(img, np.array([[c, c]]), np.array([label]), f"s{i % 7}", f"p{i}"))
     return out
@@ -50,7 +58,7 @@ def test_labels_follow_the_object_pixels():
         assert img.shape == (96, 96, 3) and img.dtype == np.uint8
         for x, y in pts:
             xi, yi = int(round(x)), int(round(y))
-            patch = img[max(0, yi - 2):yi + 3, max(0, xi - 2):xi + 3].astype(int)
+            patch = img[max(0, yi - 2) : yi + 3, max(0, xi - 2) : xi + 3].astype(int)
             assert patch.mean() < 140, (i, x, y)  # a labelled point sits on a dark object
 
 
@@ -71,8 +79,9 @@ def test_dataset_targets_and_box_round_trip():
 
 
 def test_split_is_slide_disjoint_and_deterministic():
-    recs = [ImageRecord(Path(f"i{i}.png"), np.zeros((0, 2)), np.zeros(0), 0.25, slide=f"slide{i % 23}")
-            for i in range(300)]
+    recs = [
+        ImageRecord(Path(f"i{i}.png"), np.zeros((0, 2)), np.zeros(0), 0.25, slide=f"slide{i % 23}") for i in range(300)
+    ]
     tr, va = split_by_slide(recs, 0.2, seed=0)
     assert {r.slide for r in tr}.isdisjoint({r.slide for r in va})
     assert len(tr) + len(va) == 300 and 0 < len(va) < 150

@@ -12,8 +12,10 @@ def _dot_image(h=20, w=30, x=7, y=3):
     return img, np.array([[x, y]], dtype=np.float64)
 
 
-@pytest.mark.parametrize("fn", [T.hflip, T.vflip, lambda i, p: T.rot90(i, p, 1), lambda i, p: T.rot90(i, p, 3),
-                                lambda i, p: T.rot90(i, p, 2)])
+@pytest.mark.parametrize(
+    "fn",
+    [T.hflip, T.vflip, lambda i, p: T.rot90(i, p, 1), lambda i, p: T.rot90(i, p, 3), lambda i, p: T.rot90(i, p, 2)],
+)
 def test_geometric_transforms_follow_the_pixel(fn):
     img, pts = _dot_image()
     img0, pts0 = img.copy(), pts.copy()

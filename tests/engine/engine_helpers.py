@@ -20,9 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def tiny_train(**changes) -> dict:
     """A recipe that trains in well under a second per iteration on one CPU thread."""
     cfg = {
-        "preset": "rdlm-cpu", "model_overrides": {"norm": "frozen_bn"},
-        "iterations": 3, "batch_size": 2, "lr": 0.02, "warmup_iters": 0,
-        "val_every": 1000, "val_crops": 2, "checkpoint_every": 1000, "log_every": 1, "threads": 1, "seed": 0,
+        "preset": "rdlm-cpu",
+        "model_overrides": {"norm": "frozen_bn"},
+        "iterations": 3,
+        "batch_size": 2,
+        "lr": 0.02,
+        "warmup_iters": 0,
+        "val_every": 1000,
+        "val_crops": 2,
+        "checkpoint_every": 1000,
+        "log_every": 1,
+        "threads": 1,
+        "seed": 0,
         "sampler": {"crop_px": 64, "piece_px": [16, 32]},
     }
     cfg.update(changes)
@@ -39,8 +48,17 @@ def mitodet_cmd(*args: str) -> list[str]:
 
 
 def torchrun_cmd(nproc: int, *args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-            "-m", "mitodet.cli", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        "mitodet.cli",
+        *args,
+    ]
 
 
 def subprocess_env() -> dict[str, str]:

@@ -33,6 +33,9 @@ from safetensors.torch import load_file
 
 from mitodet.engine.distributed import check_batch_split, rank_batch_indices, rank_iteration_seed, resolve_device
 
+#: heavy (subprocesses, clusters, whole benchmarks): run by scripts/test.sh and CI, not by a bare `pytest`
+pytestmark = pytest.mark.slow
+
 NO_SAMPLING = {"norm": "frozen_bn", "rpn_batch_size_per_image": 4096, "box_batch_size_per_image": 4096}
 # ||w_ddp - w_single|| / ||w_single - w_init|| over the trainable parameters after 3 steps.
 # Measured 3.9e-4 for this recipe (5.3e-4 after 10 steps; 1.9e-4 with fpn-cpu).
@@ -106,7 +109,7 @@ def _per_image_mean_reference(train_cfg: dict, spec_path: Path) -> dict[str, tor
 
 def _model_tensors(out: Path, iteration: int) -> dict[str, torch.Tensor]:
     t = load_file(str(out / "checkpoints" / f"ckpt-{iteration:07d}.safetensors"))
-    return {k[len("model."):]: v for k, v in t.items() if k.startswith("model.")}
+    return {k[len("model.") :]: v for k, v in t.items() if k.startswith("model.")}
 
 
 def _rows(out: Path, kind: str) -> list[dict]:
@@ -132,7 +135,8 @@ def test_two_ranks_agree_with_each_other_the_reference_and_single_process(tiny_d
     # Rank 0 alone writes and reports.
     assert ddp.stdout.count("done: 3 iterations") == 1, ddp.stdout
     assert sorted(p.name for p in ddp_out.iterdir()) == sorted(
-        ["best", "checkpoints", "config.json", "data_split.json", "metrics.jsonl", "model", "summary.json"])
+        ["best", "checkpoints", "config.json", "data_split.json", "metrics.jsonl", "model", "summary.json"]
+    )
     assert sorted(p.name for p in (ddp_out / "checkpoints").iterdir()) == ["ckpt-0000003.safetensors", "last.json"]
     assert [r["iteration"] for r in _rows(ddp_out, "train")] == [1, 2, 3]
     assert [r["iteration"] for r in _rows(ddp_out, "val")] == [2, 3]
@@ -207,8 +211,13 @@ def test_nonfinite_loss_stops_every_rank_and_closes_the_group(tiny_data, tmp_pat
     from mitodet.data.spec import load_spec
     from mitodet.engine.train import NonFiniteLossError, train, train_config_from_dict
 
-    for var, val in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                     "MASTER_PORT": str(_free_port())}.items():
+    for var, val in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+    }.items():
         monkeypatch.setenv(var, val)
     cfg = train_config_from_dict(tiny_train(lr=1e10, iterations=5, threads=0))
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at iteration \d on 1 of 1 ranks"):

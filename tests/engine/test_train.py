@@ -32,6 +32,7 @@ def _log(out) -> list[tuple]:
     return [tuple((k, v) for k, v in r.items() if k not in ("sec_per_it", "elapsed_s")) for r in rows]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_equals_an_uninterrupted_run(tiny_data, tmp_path):
     # The stock RPN/RoI sampling is on, so the torch RNG saved in the checkpoint matters.
     iterations = 10
@@ -42,10 +43,12 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(tiny_data, tmp_path):
     def cmd(out):
         return mitodet_cmd("train", "--config", str(cfg), "--out", str(out), "--no-progress")
 
-    reference = subprocess.Popen(cmd(whole), cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, text=True)
-    victim = subprocess.Popen(cmd(cut), cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    reference = subprocess.Popen(
+        cmd(whole), cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    victim = subprocess.Popen(
+        cmd(cut), cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     last = cut / "checkpoints" / "last.json"
     deadline = time.time() + 240
     killed_after = None
@@ -72,13 +75,17 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(tiny_data, tmp_path):
 
     final = f"ckpt-{iterations:07d}.safetensors"
     # Weights, optimizer momentum and the torch RNG state: bitwise equal.
-    _assert_same_tensors(_tensors(cut / "checkpoints" / final), _tensors(whole / "checkpoints" / final),
-                         "final checkpoint")
+    _assert_same_tensors(
+        _tensors(cut / "checkpoints" / final), _tensors(whole / "checkpoints" / final), "final checkpoint"
+    )
     for folder in ("model", "best"):
-        _assert_same_tensors(_tensors(cut / folder / "model.safetensors"),
-                             _tensors(whole / folder / "model.safetensors"), folder)
-    assert json.loads((cut / "summary.json").read_text())["best"] == json.loads(
-        (whole / "summary.json").read_text())["best"]
+        _assert_same_tensors(
+            _tensors(cut / folder / "model.safetensors"), _tensors(whole / folder / "model.safetensors"), folder
+        )
+    assert (
+        json.loads((cut / "summary.json").read_text())["best"]
+        == json.loads((whole / "summary.json").read_text())["best"]
+    )
     # The rows of the iterations done twice were dropped on resume: the logs read the same.
     assert _log(cut) == _log(whole)
 
@@ -100,15 +107,18 @@ def test_nonfinite_loss_is_a_clear_stop(tiny_data, tmp_path, capsys):
     assert not (tmp_path / "cli" / "model").exists()
 
 
-@pytest.mark.parametrize("case, message", [
-    ("not json", "is not valid JSON"),
-    ("a list", "must be a JSON object"),
-    ("sampler key", r"unknown sampler keys \['colour'\]"),
-    ("reader setting", r"reader 'points_csv': .*'colour'.*its settings are"),
-    ("glb key", r"unknown glb keys \['colour'\]"),
-    ("wrong type", r"invalid train config: .*check the types"),
-    ("pieces not a list", r"sampler.piece_px must be a list, got 3"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("not json", "is not valid JSON"),
+        ("a list", "must be a JSON object"),
+        ("sampler key", r"unknown sampler keys \['colour'\]"),
+        ("reader setting", r"reader 'points_csv': .*'colour'.*its settings are"),
+        ("glb key", r"unknown glb keys \['colour'\]"),
+        ("wrong type", r"invalid train config: .*check the types"),
+        ("pieces not a list", r"sampler.piece_px must be a list, got 3"),
+    ],
+)
 def test_bad_train_configs_exit_2_with_the_fix(tiny_data, tmp_path, capsys, case, message):
     from mitodet.cli import main
 

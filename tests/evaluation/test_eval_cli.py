@@ -53,8 +53,7 @@ def csv_pair(tmp_path):
     # Pooled, all detections: TP 2, FP 1, FN 1 -> P 2/3, R 2/3, F1 2/3.
     gt = write(
         tmp_path / "gt.csv",
-        "image,x,y,label\nimg1.tiff,100,100,1\nimg1.tiff,300,100,1\nimg2.tiff,50,50,1\n"
-        "img2.tiff,400,400,0\n",
+        "image,x,y,label\nimg1.tiff,100,100,1\nimg1.tiff,300,100,1\nimg2.tiff,50,50,1\nimg2.tiff,400,400,0\n",
     )
     pred = write(
         tmp_path / "pred.csv",
@@ -125,9 +124,7 @@ def test_threshold_radius_and_mode_flags(capsys, csv_pair):
 
 def test_readable_table(capsys, csv_pair):
     gt, pred = csv_pair
-    rc, out, _ = run_cli(
-        capsys, "--gt", str(gt), "--pred", str(pred), "--mpp", "0.25", "--per-image"
-    )
+    rc, out, _ = run_cli(capsys, "--gt", str(gt), "--pred", str(pred), "--mpp", "0.25", "--per-image")
     assert rc == 0
     assert "pooled" in out and "img1" in out and "best F1" in out
     pooled = next(line for line in out.splitlines() if line.startswith("pooled"))
@@ -208,9 +205,7 @@ def test_midog_coco_gt_against_multiple_points_in_millimetres(capsys, tmp_path):
             }
         ),
     )
-    rc, out, err = run_cli(
-        capsys, "--gt", str(gt), "--pred", str(pred), "--mpp", str(mpp), "--json"
-    )
+    rc, out, err = run_cli(capsys, "--gt", str(gt), "--pred", str(pred), "--mpp", str(mpp), "--json")
     assert rc == 0, err
     res = json.loads(out)
     assert res["radius_um"] == 7.5  # the MIDOG default for MIDOG ground truth
@@ -251,8 +246,11 @@ def test_loader_formats_directly(tmp_path):
         ("bad.json", '{"foo": 1}', "JSON layout not recognised"),
         ("broken.json", "{not json", "not valid JSON"),
         ("mp.json", '{"type": "Multiple points", "points": [{"point": ["a", 1, 0]}]}', "malformed"),
-        ("coco.json", '{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": 1, "bbox": '
-                      '[1, 2, "x", 4]}]}', "bbox value is 'x', not a finite number"),
+        (
+            "coco.json",
+            '{"images": [{"id": 1, "file_name": "a.png"}], "annotations": [{"image_id": 1, "bbox": [1, 2, "x", 4]}]}',
+            "bbox value is 'x', not a finite number",
+        ),
         ("points.txt", "1,2\n", "unknown point-file format"),
     ],
 )

@@ -75,9 +75,7 @@ def test_scores_choose_which_prediction_is_matched_but_not_how_many():
     assert res.pairs.tolist() == [[0, 1]]  # highest score
     assert counts(res) == (1, 1, 0)
     # the greedy challenge rule ignores scores
-    assert match_points(gt, pred, 8.0, scores=[0.2, 0.9], mode="midog_greedy").pairs.tolist() == [
-        [0, 0]
-    ]
+    assert match_points(gt, pred, 8.0, scores=[0.2, 0.9], mode="midog_greedy").pairs.tolist() == [[0, 0]]
 
 
 def test_radius_is_inclusive_and_coincident_points_match():
@@ -164,14 +162,10 @@ def test_optimal_is_maximum_cardinality_on_random_point_sets():
         assert np.all(res.distances <= radius)
         assert len(set(res.pairs[:, 0])) == res.tp == len(set(res.pairs[:, 1]))
         if scores is None and ref:
-            assert res.distances.sum() == pytest.approx(
-                _reference_min_distance(gt, pred, radius, ref)
-            )
+            assert res.distances.sum() == pytest.approx(_reference_min_distance(gt, pred, radius, ref))
 
 
-def _reference_midog_greedy(
-    gt: np.ndarray, pred: np.ndarray, radius: float
-) -> tuple[int, int, int]:
+def _reference_midog_greedy(gt: np.ndarray, pred: np.ndarray, radius: float) -> tuple[int, int, int]:
     """The rule of evalutils' score_detection, transcribed independently: each gt in order
     takes its nearest unused prediction within radius."""
     if len(gt) == 0:
@@ -209,9 +203,7 @@ def test_midog_greedy_matches_an_independent_transcription():
     rng = np.random.default_rng(7)
     for _ in range(150):
         gt, pred, radius = _random_sets(rng)
-        assert counts(
-            match_points(gt, pred, radius, mode="midog_greedy")
-        ) == _reference_midog_greedy(gt, pred, radius)
+        assert counts(match_points(gt, pred, radius, mode="midog_greedy")) == _reference_midog_greedy(gt, pred, radius)
 
 
 def test_midog_greedy_matches_grand_challenge_score_detection():

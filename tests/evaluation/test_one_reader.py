@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mitodet.cli import main as cli_main
 from mitodet.data.readers import read_midog, read_mitos_atypia14, read_points_csv
 from mitodet.data.records import DataFormatError
-from mitodet.cli import main as cli_main
 from mitodet.evaluation.io import load_points
 
 
@@ -25,11 +25,13 @@ def _same(record, pointset):
 
 def test_points_csv_same_through_both_layers(tmp_path):
     csv = tmp_path / "labels.csv"
-    csv.write_text("image,x,y,label,score,mpp\n"
-                   "a.png,10,20,mitosis,0.9,0.25\n"
-                   "a.png,30,40,hard_negative,0.4,0.25\n"  # once refused by evaluate, accepted by training
-                   "a.png,50,60,2,0.3,0.25\n"  # MIDOG's imposter category
-                   "b.png,,,,,0.25\n")
+    csv.write_text(
+        "image,x,y,label,score,mpp\n"
+        "a.png,10,20,mitosis,0.9,0.25\n"
+        "a.png,30,40,hard_negative,0.4,0.25\n"  # once refused by evaluate, accepted by training
+        "a.png,50,60,2,0.3,0.25\n"  # MIDOG's imposter category
+        "b.png,,,,,0.25\n"
+    )
     records = {Path(r.image).stem: r for r in read_points_csv(csv)}
     sets = load_points(csv)
     assert sorted(records) == sorted(sets) == ["a", "b"]
@@ -51,8 +53,7 @@ def test_detect_csv_reads_back_as_predictions(tmp_path):
     from mitodet.report.outputs import write_csv
 
     out = tmp_path / "frame.csv"
-    write_csv(out, np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0.9, 0.2]), 0.25,
-              first_scores=np.array([0.8, 0.3]))
+    write_csv(out, np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0.9, 0.2]), 0.25, first_scores=np.array([0.8, 0.3]))
     ps = load_points(out)["frame"]
     assert ps.points.tolist() == [[1.0, 2.0], [3.0, 4.0]] and ps.scores.tolist() == [0.9, 0.2]
 
@@ -70,10 +71,14 @@ def test_mitos_atypia14_same_through_both_layers(tmp_path):
 
 def _midog(tmp_path, categories=(1, 2), name="MIDOG.json") -> Path:
     coco = {
-        "images": [{"id": 1, "file_name": "001.tiff", "width": 500, "height": 500},
-                   {"id": 2, "file_name": "002.tiff", "width": 500, "height": 500}],  # never annotated
-        "annotations": [{"id": k, "image_id": 1, "category_id": c, "bbox": [40 * k, 40, 40 * k + 50, 90]}
-                        for k, c in enumerate(categories, 1)],
+        "images": [
+            {"id": 1, "file_name": "001.tiff", "width": 500, "height": 500},
+            {"id": 2, "file_name": "002.tiff", "width": 500, "height": 500},
+        ],  # never annotated
+        "annotations": [
+            {"id": k, "image_id": 1, "category_id": c, "bbox": [40 * k, 40, 40 * k + 50, 90]}
+            for k, c in enumerate(categories, 1)
+        ],
     }
     path = tmp_path / name
     path.write_text(json.dumps(coco))
@@ -97,8 +102,9 @@ def test_unannotated_image_gives_no_false_positives(tmp_path, capsys):
     gt = _midog(tmp_path)
     pred = tmp_path / "pred.csv"
     # a hit on 001's mitosis and three detections on the never-annotated 002
-    pred.write_text("image,x,y,score\n001.tiff,65,65,0.9\n002.tiff,10,10,0.9\n002.tiff,100,100,0.8\n"
-                    "002.tiff,200,200,0.7\n")
+    pred.write_text(
+        "image,x,y,score\n001.tiff,65,65,0.9\n002.tiff,10,10,0.9\n002.tiff,100,100,0.8\n002.tiff,200,200,0.7\n"
+    )
     assert cli_main(["evaluate", "--gt", str(gt), "--pred", str(pred), "--mpp", "0.25", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert (res["tp"], res["fp"], res["fn"], res["n_images"]) == (1, 0, 0, 1)
@@ -112,8 +118,15 @@ def test_detect_gt_skips_unannotated_and_uses_the_midog_radius(tmp_path, tiny_mo
     img = np.full((500, 500, 3), 230, np.uint8)
     for name in ("001.png", "002.png"):
         Image.fromarray(img).save(tmp_path / name)
-    res = detect_files([tmp_path / "001.png", tmp_path / "002.png"], tmp_path / "out", model=tiny_model_dir,
-                       mpp=0.25, gt=gt, heatmap=False, progress=False)
+    res = detect_files(
+        [tmp_path / "001.png", tmp_path / "002.png"],
+        tmp_path / "out",
+        model=tiny_model_dir,
+        mpp=0.25,
+        gt=gt,
+        heatmap=False,
+        progress=False,
+    )
     by_name = {r.name: r for r in res.results}
     s1 = json.loads((tmp_path / "out" / "001.summary.json").read_text())
     s2 = json.loads((tmp_path / "out" / "002.summary.json").read_text())
@@ -131,7 +144,8 @@ def test_training_drops_unannotated_images(tmp_path):
     img = np.full((500, 500, 3), 230, np.uint8)
     for name in ("001.tiff", "002.tiff"):
         Image.fromarray(img).save(tmp_path / name)
-    spec = DataSpec(sources=[{"reader": "midog", "json_path": str(gt), "image_dir": str(tmp_path)}],
-                    val_fraction=0.0, base=tmp_path)
+    spec = DataSpec(
+        sources=[{"reader": "midog", "json_path": str(gt), "image_dir": str(tmp_path)}], val_fraction=0.0, base=tmp_path
+    )
     _, _, info = build_datasets(TrainConfig(iterations=1, batch_size=1), ModelConfig(), spec, progress=False)
     assert info["records"] == 2 and info["train_records"] == 1  # 002 is neither positive nor negative

@@ -23,15 +23,28 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def huge_png_bytes(w: int = 100_000, h: int = 100_000) -> bytes:
     """A valid PNG header declaring w x h RGB pixels, with (almost) no data."""
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def huge_tiff_bytes(w: int = 100_000, h: int = 100_000) -> bytes:
     """A little-endian baseline TIFF declaring one w x h grey strip, with 100 data bytes."""
     data_at = 8 + 2 + 12 * 9 + 4
-    entries = [(256, 4, w), (257, 4, h), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, data_at), (277, 3, 1),
-               (278, 4, h), (279, 4, 100)]
+    entries = [
+        (256, 4, w),
+        (257, 4, h),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, data_at),
+        (277, 3, 1),
+        (278, 4, h),
+        (279, 4, 100),
+    ]
     out = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries))
     for tag, typ, val in entries:
         out += struct.pack("<HHI", tag, typ, 1) + (struct.pack("<HH", val, 0) if typ == 3 else struct.pack("<I", val))

@@ -13,11 +13,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import tifffile
+from bad_inputs import write_bad_corpus  # tests/inference is on sys.path (pytest rootdir import mode)
 from PIL import Image
 
 from mitodet.inference.predictor import Detector
-
-from bad_inputs import write_bad_corpus  # tests/inference is on sys.path (pytest rootdir import mode)
 
 PINK = (232, 160, 210)
 DARK = (60, 20, 90)
@@ -90,17 +89,25 @@ def _halve(img: np.ndarray) -> np.ndarray:
     return ((x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2] + 2) // 4).astype(np.uint8)
 
 
-def write_pyramid(path, image: np.ndarray, mpp: float, levels: int = 2, tile: int = 64,
-                  layout: str = "pages", compression: str | None = "zlib") -> Path:
+def write_pyramid(
+    path,
+    image: np.ndarray,
+    mpp: float,
+    levels: int = 2,
+    tile: int = 64,
+    layout: str = "pages",
+    compression: str | None = "zlib",
+) -> Path:
     """Write ``image`` as a tiled pyramidal TIFF (2x2-mean levels) with resolution tags in cm."""
 
     path = Path(path)
-    common = dict(tile=(tile, tile), photometric="rgb", compression=compression, resolutionunit="CENTIMETER",
-                  metadata=None)
+    common = dict(
+        tile=(tile, tile), photometric="rgb", compression=compression, resolutionunit="CENTIMETER", metadata=None
+    )
     with tifffile.TiffWriter(path) as tif:
         level = image
         for k in range(levels):
-            res = 1e4 / (mpp * 2 ** k)
+            res = 1e4 / (mpp * 2**k)
             extra = {}
             if k == 0 and layout == "subifds" and levels > 1:
                 extra["subifds"] = levels - 1
@@ -120,5 +127,13 @@ def save_png(path, image: np.ndarray, mpp: float | None = None) -> Path:
 @pytest.fixture
 def dh():
     """Detect-test helpers."""
-    return SimpleNamespace(BlobDetector=BlobDetector, disc_image=disc_image, write_pyramid=write_pyramid,
-                           save_png=save_png, write_bad_corpus=write_bad_corpus, PINK=PINK, DARK=DARK, GLASS=GLASS)
+    return SimpleNamespace(
+        BlobDetector=BlobDetector,
+        disc_image=disc_image,
+        write_pyramid=write_pyramid,
+        save_png=save_png,
+        write_bad_corpus=write_bad_corpus,
+        PINK=PINK,
+        DARK=DARK,
+        GLASS=GLASS,
+    )

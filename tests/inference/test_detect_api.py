@@ -21,9 +21,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_import_mitodet_is_light_and_detector_is_lazy():
-    code = ("import sys, mitodet; assert 'torch' not in sys.modules, 'torch imported'; "
-            "from mitodet import Detector, detect_files; assert 'torch' in sys.modules; "
-            "print(Detector.__module__, detect_files.__module__)")
+    code = (
+        "import sys, mitodet; assert 'torch' not in sys.modules, 'torch imported'; "
+        "from mitodet import Detector, detect_files; assert 'torch' in sys.modules; "
+        "print(Detector.__module__, detect_files.__module__)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["mitodet.inference.predictor", "mitodet.inference.pipeline"]
@@ -58,8 +60,9 @@ def test_detect_array_and_path_check_their_arguments(tiny_model_dir, tmp_path):
 
 def _doc_example() -> str:
     text = DOC.read_text(encoding="utf-8")
-    m = re.search(r"<!-- tests/inference/test_detect_api\.py runs the next block[^>]*-->\s*```python\n(.*?)```",
-                  text, re.S)
+    m = re.search(
+        r"<!-- tests/inference/test_detect_api\.py runs the next block[^>]*-->\s*```python\n(.*?)```", text, re.S
+    )
     assert m, "the tested example block is missing from docs/detect.md"
     return m.group(1)
 
@@ -74,8 +77,9 @@ def test_docs_example_runs(tiny_model_dir, tmp_path, monkeypatch):
     code = code.replace('Detector.load("default")', f"Detector.load({str(tiny_model_dir)!r})")
     img, _, _ = synthetic_scene((384, 384), mpp=0.25, n_mitoses=2, n_lookalikes=1, seed=5)
     Image.fromarray(img).save(tmp_path / "frame.png", dpi=(101600, 101600))
-    synthetic_pyramidal_tiff(tmp_path / "slide.tif", (384, 448), mpp=0.25, levels=2, tile=128, n_mitoses=2,
-                             n_lookalikes=2, seed=6)
+    synthetic_pyramidal_tiff(
+        tmp_path / "slide.tif", (384, 448), mpp=0.25, levels=2, tile=128, n_mitoses=2, n_lookalikes=2, seed=6
+    )
     monkeypatch.chdir(tmp_path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -38,9 +38,8 @@ def _read_csv(path) -> list[dict[str, str]]:
 def batch(tmp_path_factory, tiny_model_dir):
     """One CLI run over a folder of 3 good inputs (PNG, JPEG, pyramidal TIFF) + the bad corpus."""
     import torch
-    from PIL import Image
-
     from bad_inputs import write_bad_corpus
+    from PIL import Image
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("detect_cli")
@@ -50,14 +49,28 @@ def batch(tmp_path_factory, tiny_model_dir):
     Image.fromarray(img1).save(src / "good1.png", dpi=(50800, 50800))
     img2, _, _ = synthetic_scene((160, 192), mpp=0.5, n_mitoses=1, n_lookalikes=1, seed=2)
     Image.fromarray(img2).save(src / "good2.jpg", quality=95, dpi=(50800, 50800))
-    synthetic_pyramidal_tiff(src / "good3.tif", (384, 416), mpp=0.25, levels=2, tile=128, n_mitoses=2,
-                             n_lookalikes=2, seed=3, layout="pages")
+    synthetic_pyramidal_tiff(
+        src / "good3.tif", (384, 416), mpp=0.25, levels=2, tile=128, n_mitoses=2, n_lookalikes=2, seed=3, layout="pages"
+    )
     bad = write_bad_corpus(src)
     gt = root / "gt.csv"
     gt.write_text("image,x,y\n" + "".join(f"good1,{x},{y}\n" for x, y in pts1[lab1 == 1]))
     out = root / "out"
-    argv = ["detect", str(src), "--model", str(tiny_model_dir), "--out", str(out), "--threshold", "0",
-            "--gt", str(gt), "--no-progress", "--threads", "1"]
+    argv = [
+        "detect",
+        str(src),
+        "--model",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--threshold",
+        "0",
+        "--gt",
+        str(gt),
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     before = torch.get_num_threads()
     try:
         res = _run(argv)
@@ -123,7 +136,9 @@ def test_midog_json_round_trips_through_evaluate(batch):
     doc = json.loads(midog.read_text())
     rows = _read_csv(batch.out / "good1.csv")
     assert doc["type"] == "Multiple points" and len(doc["points"]) == len(rows) > 0
-    assert doc["points"][0]["point"][:2] == pytest.approx([float(rows[0]["x_um"]) / 1000, float(rows[0]["y_um"]) / 1000])
+    assert doc["points"][0]["point"][:2] == pytest.approx(
+        [float(rows[0]["x_um"]) / 1000, float(rows[0]["y_um"]) / 1000]
+    )
     r = _run(["evaluate", "--gt", str(midog), "--pred", str(midog), "--mpp", "0.5", "--json"])
     assert r.rc == 0, r.err
     rep = json.loads(r.out)
@@ -138,8 +153,20 @@ def test_csv_evaluated_against_a_ground_truth(batch, tmp_path):
     gt = np.concatenate([pts + [6.0, 0.0], [[5000.0, 5000.0]]])  # (coordinates are >= 0 in every reader)
     f = tmp_path / "gt.csv"
     f.write_text("image,x,y\n" + "".join(f"good2,{x},{y}\n" for x, y in gt))
-    r = _run(["evaluate", "--gt", str(f), "--pred", str(batch.out / "good2.csv"), "--mpp", "0.5",
-              "--radius-um", "8", "--json"])
+    r = _run(
+        [
+            "evaluate",
+            "--gt",
+            str(f),
+            "--pred",
+            str(batch.out / "good2.csv"),
+            "--mpp",
+            "0.5",
+            "--radius-um",
+            "8",
+            "--json",
+        ]
+    )
     assert r.rc == 0, r.err
     rep = json.loads(r.out)
     # other detections may lie within 8 um of the shifted points, but at least the three pairs match
@@ -184,8 +211,18 @@ def test_usage_errors(tiny_model_dir, tmp_path):
     r = _run(["detect", str(tmp_path), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o")])
     assert r.rc == 2 and "no images" in r.err
     (tmp_path / "x.png").write_bytes(b"not read: the GT file fails first")
-    r = _run(["detect", str(tmp_path / "x.png"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o"),
-              "--gt", str(tmp_path / "missing.csv")])
+    r = _run(
+        [
+            "detect",
+            str(tmp_path / "x.png"),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--gt",
+            str(tmp_path / "missing.csv"),
+        ]
+    )
     assert r.rc == 2 and "missing.csv" in r.err
     assert _run(["detect", "x.png", "--model", str(tiny_model_dir), "--threads", "0"]).rc == 2
     with pytest.raises(SystemExit) as e:

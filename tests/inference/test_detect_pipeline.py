@@ -64,8 +64,11 @@ def test_rerun_skips_finished_files_and_redoes_only_what_is_missing(tmp_path, dh
 
     # a missing single output, or other settings, also mean 'not done'
     (out / "a.overlay.png").unlink()
-    assert [r.status for r in detect_files([src], out, detector=det, threshold=0.5).results] == \
-        ["done", "skipped", "skipped"]
+    assert [r.status for r in detect_files([src], out, detector=det, threshold=0.5).results] == [
+        "done",
+        "skipped",
+        "skipped",
+    ]
     assert [r.status for r in detect_files([src], out, detector=det, threshold=0.7).results] == ["done"] * 3
 
 
@@ -129,8 +132,9 @@ def test_output_names_are_unique_and_outputs_are_not_inputs(tmp_path):
     (tmp_path / "x" / "a.overlay.png").write_bytes(b"1")  # an output of an earlier run
     (tmp_path / "x" / "out").mkdir()
     (tmp_path / "x" / "out" / "z.png").write_bytes(b"1")
-    paths = collect_inputs([tmp_path / "x", tmp_path / "y", tmp_path / "x" / "a.png"], recursive=True,
-                           exclude=[tmp_path / "x" / "out"])
+    paths = collect_inputs(
+        [tmp_path / "x", tmp_path / "y", tmp_path / "x" / "a.png"], recursive=True, exclude=[tmp_path / "x" / "out"]
+    )
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["x/a.png", "x/summary.png", "y/a.png"]
     assert output_names(paths) == ["a", "summary-2", "a-2"]
 
@@ -174,8 +178,7 @@ def test_pipeline_readout_on_a_slide(tmp_path, dh):
     cluster = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)  # 25 blobs within 0.5 mm
     far = np.array([[950.0, 930.0], [900.0, 960.0], [960.0, 880.0]])  # beyond any window with the cluster
     glass = np.array([[1150.0, 500.0]])
-    img = dh.disc_image((1000, 1200), np.concatenate([cluster, far, glass]), 4,
-                        tissue_boxes=[(0, 0, 1000, 1000)])
+    img = dh.disc_image((1000, 1200), np.concatenate([cluster, far, glass]), 4, tissue_boxes=[(0, 0, 1000, 1000)])
     p = dh.write_pyramid(tmp_path / "slide.tif", img, 2.0, levels=2, tile=64)
     det = dh.BlobDetector(mpp=2.0, tile_px=128, overlap_px=24)
     batch = detect_files([p], tmp_path / "out", detector=det)

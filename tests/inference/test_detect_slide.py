@@ -130,8 +130,7 @@ def test_sixteen_bit_pyramid_refused(tmp_path):
 @pytest.mark.parametrize("layout", ["subifds", "pages"])
 def test_pyramidal_tiff_through_tifffile(tmp_path, layout):
     p = tmp_path / f"{layout}.tif"
-    synthetic_pyramidal_tiff(p, (300, 420), mpp=0.25, levels=3, tile=64, layout=layout, n_mitoses=2,
-                             n_lookalikes=2)
+    synthetic_pyramidal_tiff(p, (300, 420), mpp=0.25, levels=3, tile=64, layout=layout, n_mitoses=2, n_lookalikes=2)
     with tifffile.TiffFile(p) as t:
         ref = [lvl.asarray() for lvl in t.series[0].levels]
     with open_image(p) as src:
@@ -143,7 +142,7 @@ def test_pyramidal_tiff_through_tifffile(tmp_path, layout):
             np.testing.assert_array_equal(src.read_region(k, (10, 7, 90, 70)), arr[7:70, 10:90])
             w, h = src.level_dimensions[k]
             r = src.read_region(k, (w - 5, h - 4, w + 6, h + 3))
-            np.testing.assert_array_equal(r[:4, :5], arr[h - 4:, w - 5:])
+            np.testing.assert_array_equal(r[:4, :5], arr[h - 4 :, w - 5 :])
             assert (r[4:] == 255).all() and (r[:, 5:] == 255).all()
         assert best_level(src, 2.0) == 1 and best_level(src, 1.9) == 0 and best_level(src, 100) == 2
 
@@ -151,8 +150,7 @@ def test_pyramidal_tiff_through_tifffile(tmp_path, layout):
 @needs_openslide
 def test_pyramidal_tiff_through_openslide(tmp_path):
     p = tmp_path / "pages.tif"
-    synthetic_pyramidal_tiff(p, (300, 420), mpp=0.25, levels=3, tile=64, layout="pages", n_mitoses=2,
-                             n_lookalikes=2)
+    synthetic_pyramidal_tiff(p, (300, 420), mpp=0.25, levels=3, tile=64, layout="pages", n_mitoses=2, n_lookalikes=2)
     with tifffile.TiffFile(p) as t:
         ref = [lvl.asarray() for lvl in t.series[0].levels]
     with open_image(p, reader="openslide") as src:

@@ -103,8 +103,7 @@ def test_background_tiles_are_skipped_and_off_tissue_blobs_dropped(tmp_path, dh,
     # dark specks on glass: two in background tiles, one 40 um off the tissue edge (x = 416)
     # but in a tile that holds tissue, so it is run and then dropped
     dust = np.array([[250.0, 620.0], [900.0, 650.0], [496.0, 150.0]])
-    img = dh.disc_image((720, 1000), np.concatenate([on_tissue, dust]), radius=6,
-                        tissue_boxes=[(60, 60, 416, 300)])
+    img = dh.disc_image((720, 1000), np.concatenate([on_tissue, dust]), radius=6, tissue_boxes=[(60, 60, 416, 300)])
     p = dh.write_pyramid(tmp_path / "t.tif", img, 0.5, levels=2, tile=64)
     found = det.detect_path(p, threshold=0, reader=reader)  # a slide: tissue detection is on by default
     assert found.info["source"]["reader"] == reader

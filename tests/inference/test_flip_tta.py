@@ -16,8 +16,10 @@ def test_merge_flip_averages_matches_and_halves_singletons():
     width = 100
     plain = (np.array([[10.0, 20.0], [50.0, 50.0]]), np.array([0.9, 0.6]))
     # Mirrored pass (in mirrored coordinates): the first object again, plus a new one.
-    flipped = {"boxes": _boxes([[width - 1 - 11.0, 20.0], [width - 1 - 80.0, 30.0]]),
-               "scores": torch.tensor([0.7, 0.8])}
+    flipped = {
+        "boxes": _boxes([[width - 1 - 11.0, 20.0], [width - 1 - 80.0, 30.0]]),
+        "scores": torch.tensor([0.7, 0.8]),
+    }
     pts, sc = _merge_flip(plain, flipped, width, radius=6.0)
     order = np.argsort(pts[:, 0])
     pts, sc = pts[order], sc[order]

@@ -21,6 +21,9 @@ from mitodet.inference.predictor import Detector  # noqa: E402
 from mitodet.inference.ray_backend import RayDetectorPool, import_ray  # noqa: E402
 from mitodet.synthetic import synthetic_pyramidal_tiff, synthetic_scene  # noqa: E402
 
+#: heavy (subprocesses, clusters, whole benchmarks): run by scripts/test.sh and CI, not by a bare `pytest`
+pytestmark = pytest.mark.slow
+
 
 def _detector(model_dir) -> Detector:
     # 256 px tiles in batches of 2: a 300 x 340 field is 4 tiles in 2 batches, a 1024 px slide 9 tiles
@@ -81,16 +84,20 @@ def _index(out) -> dict[str, dict[str, str]]:
     return {r["name"]: r for r in _rows(out / "summary.csv")}
 
 
-def test_ray_batch_equals_local_keeps_going_past_a_bad_file_and_skips_finished_files(pool, tiny_model_dir,
-                                                                                      fields, tmp_path):
+def test_ray_batch_equals_local_keeps_going_past_a_bad_file_and_skips_finished_files(
+    pool, tiny_model_dir, fields, tmp_path
+):
     src = fields
     local = detect_files([src], tmp_path / "local", detector=_detector(tiny_model_dir), threshold=0.0)
     out = tmp_path / "ray"
     remote = pool.detect_files([src], out, threshold=0.0)
 
     status = {r.name: r.status for r in remote.results}
-    assert status == {"a": "done", "b": "done", "c": "done", "notes": "failed"} == \
-        {r.name: r.status for r in local.results}
+    assert (
+        status
+        == {"a": "done", "b": "done", "c": "done", "notes": "failed"}
+        == {r.name: r.status for r in local.results}
+    )
     assert not remote.ok and remote.results[3].error == local.results[3].error
     assert [r.path for r in remote.results] == [r.path for r in local.results]
     for name in "abc":
@@ -107,15 +114,18 @@ def test_ray_batch_equals_local_keeps_going_past_a_bad_file_and_skips_finished_f
     again = pool.detect_files([src], out, threshold=0.0)
     assert [r.status for r in again.results] == ["skipped"] * 3 + ["failed"]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("[abc].*")} == mtimes
-    assert {n: r["status"] for n, r in _index(out).items()} == {"a": "skipped", "b": "skipped", "c": "skipped",
-                                                                 "notes": "failed"}
+    assert {n: r["status"] for n, r in _index(out).items()} == {
+        "a": "skipped",
+        "b": "skipped",
+        "c": "skipped",
+        "notes": "failed",
+    }
     # the run key is the local path's: a Ray run over the local outputs skips them too
     cross = pool.detect_files([src], tmp_path / "local", threshold=0.0)
     assert [r.status for r in cross.results] == ["skipped"] * 3 + ["failed"]
 
 
-def test_one_slide_split_over_the_workers_equals_the_single_process_detections(pool, tiny_model_dir, slide,
-                                                                                tmp_path):
+def test_one_slide_split_over_the_workers_equals_the_single_process_detections(pool, tiny_model_dir, slide, tmp_path):
     det = _detector(tiny_model_dir)
 
     one = det.detect_path(slide, threshold=0.0)
@@ -135,8 +145,9 @@ def test_one_slide_split_over_the_workers_equals_the_single_process_detections(p
     assert summary["detection"]["backend"] == "ray"  # the split path ran
     _assert_same_csv(tmp_path / "local" / "slide.csv", out / "slide.csv")
     assert _index(out)["slide"]["count"] == _index(tmp_path / "local")["slide"]["count"]
-    assert [r.status for r in pool.detect_files([slide.parent], out, threshold=0.0,
-                                                tile_parallel_min_tiles=4).results] == ["skipped"]
+    assert [
+        r.status for r in pool.detect_files([slide.parent], out, threshold=0.0, tile_parallel_min_tiles=4).results
+    ] == ["skipped"]
 
 
 def test_a_worker_that_dies_is_replaced_and_its_work_runs_again(pool, tiny_model_dir, fields, slide, tmp_path):
@@ -172,8 +183,14 @@ def test_an_onnx_detector_is_rebuilt_on_each_worker(tiny_model_dir, slide):
     finally:
         torch.set_num_threads(threads)
     w = worker.detector
-    assert (w.backend, w.tile_px, w.overlap_px, w.batch_size, w.threshold, w.model_dir) == \
-        ("onnx", 256, det.overlap_px, 2, 0.3, det.model_dir)
+    assert (w.backend, w.tile_px, w.overlap_px, w.batch_size, w.threshold, w.model_dir) == (
+        "onnx",
+        256,
+        det.overlap_px,
+        2,
+        0.3,
+        det.model_dir,
+    )
     with open_image(slide) as src:
         plan = det.plan_tiles(src, 0.25, tissue="off")
         here = det.run_batch(src, plan, plan.batches[0])
@@ -191,9 +208,30 @@ def test_the_command_runs_on_ray_and_writes_what_the_local_path_writes(tiny_mode
 
     detect_files([fields], tmp_path / "local", detector=_detector(tiny_model_dir), threshold=0.0)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local cluster
-    cmd = [sys.executable, "-m", "mitodet.cli", "detect", str(fields), "--out", str(tmp_path / "ray"),
-           "--model", str(tiny_model_dir), "--tile-px", "256", "--batch-size", "2", "--threshold", "0",
-           "--threads", "1", "--no-progress", "--backend", "ray", "--ray-workers", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mitodet.cli",
+        "detect",
+        str(fields),
+        "--out",
+        str(tmp_path / "ray"),
+        "--model",
+        str(tiny_model_dir),
+        "--tile-px",
+        "256",
+        "--batch-size",
+        "2",
+        "--threshold",
+        "0",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--backend",
+        "ray",
+        "--ray-workers",
+        "2",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 1, proc.stderr[-3000:]  # 1: a file failed
     assert "3 done, 0 skipped (already done), 1 failed" in proc.stdout

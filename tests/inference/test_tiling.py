@@ -147,12 +147,15 @@ def test_overlap_errors_name_the_values():
     make_tiles(100, 100, 128, 40, min_overlap=40)  # equal is enough to see the object whole
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(height=0, width=10, tile_size=8, overlap=0),
-    dict(height=10, width=10, tile_size=0, overlap=0),
-    dict(height=10, width=10, tile_size=8, overlap=-1),
-    dict(height=10.5, width=10, tile_size=8, overlap=0),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(height=0, width=10, tile_size=8, overlap=0),
+        dict(height=10, width=10, tile_size=0, overlap=0),
+        dict(height=10, width=10, tile_size=8, overlap=-1),
+        dict(height=10.5, width=10, tile_size=8, overlap=0),
+    ],
+)
 def test_bad_sizes_raise(kwargs):
     with pytest.raises(ValueError):
         make_tiles(**kwargs)

@@ -11,7 +11,7 @@ from mitodet.models.losses import fastrcnn_focal_loss, focal_loss
 
 def closed_form(alpha: float, gamma: float, p: float, z: int) -> float:
     # eq. 7: FL = -z a (1-p)^g log p - (1-z)(1-a) p^g log(1-p)
-    return -z * alpha * (1 - p) ** gamma * math.log(p) - (1 - z) * (1 - alpha) * p ** gamma * math.log(1 - p)
+    return -z * alpha * (1 - p) ** gamma * math.log(p) - (1 - z) * (1 - alpha) * p**gamma * math.log(1 - p)
 
 
 @pytest.mark.parametrize("alpha", [0.25, 0.5, 0.9])

@@ -1,6 +1,5 @@
 """The GLB neck: shapes per FPN level, and the calibration add really happens."""
 
-
 import pytest
 import torch
 
@@ -49,7 +48,7 @@ def test_bypassing_the_calibration_is_detected(monkeypatch):
 def test_vault_is_at_finest_stride_with_m_channels():
     levels = (LevelSpec("c2", 8, 4), LevelSpec("c3", 8, 8), LevelSpec("c4", 8, 16), LevelSpec("c5", 8, 32))
     bank = GlobalBank(levels, [4, 8, 16, 32, 64], out_channels=12, k=5, m=7)
-    feats = [torch.rand(1, 8, 16 // 2 ** i, 16 // 2 ** i) for i in range(4)]
+    feats = [torch.rand(1, 8, 16 // 2**i, 16 // 2**i) for i in range(4)]
     vl = bank.vault_layer(feats)
     assert vl.shape == (1, 7, 16, 16)
     # stride 4 -> no downsampling (one conv); stride 64 -> four stride-2 convs.

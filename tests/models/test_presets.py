@@ -9,16 +9,25 @@ from mitodet.models.builder import count_parameters
 from mitodet.models.presets import PAPER_PRESETS, register_preset
 
 TABLE1 = {
-    "fpn": (None, None), "fpn-fl-g0": (None, (0.5, 0.0)), "fpn-fl": (None, (0.5, 0.5)),
-    "fpn-fl-g1": (None, (0.5, 1.0)), "fpn-fl-g2": (None, (0.5, 2.0)), "glb-fpn": ((256, 256), None),
-    "glb-fpn-m512": ((256, 512), None), "rdlm-g0": ((256, 256), (0.5, 0.0)), "rdlm": ((256, 256), (0.5, 0.5)),
-    "rdlm-g1": ((256, 256), (0.5, 1.0)), "rdlm-g2": ((256, 256), (0.5, 2.0)),
+    "fpn": (None, None),
+    "fpn-fl-g0": (None, (0.5, 0.0)),
+    "fpn-fl": (None, (0.5, 0.5)),
+    "fpn-fl-g1": (None, (0.5, 1.0)),
+    "fpn-fl-g2": (None, (0.5, 2.0)),
+    "glb-fpn": ((256, 256), None),
+    "glb-fpn-m512": ((256, 512), None),
+    "rdlm-g0": ((256, 256), (0.5, 0.0)),
+    "rdlm": ((256, 256), (0.5, 0.5)),
+    "rdlm-g1": ((256, 256), (0.5, 1.0)),
+    "rdlm-g2": ((256, 256), (0.5, 2.0)),
 }
 
 
 def _targets(size=128):
-    return [{"boxes": torch.tensor([[40.0, 40.0, 66.0, 66.0]]), "labels": torch.tensor([1])},
-            {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    return [
+        {"boxes": torch.tensor([[40.0, 40.0, 66.0, 66.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
 
 
 def test_table1_settings_exact():
@@ -37,19 +46,25 @@ def param_counts():
 
 def test_parameter_relations(param_counts):
     c = param_counts
-    assert c["rdlm"] == c["glb-fpn"]          # the focal loss adds no parameters
+    assert c["rdlm"] == c["glb-fpn"]  # the focal loss adds no parameters
     assert c["fpn-fl"] == c["fpn"]
     assert c["glb-fpn"] > c["fpn"]
     assert c["glb-fpn-m512"] > c["glb-fpn"]
-    assert c["rdlm"] > c["fpn-fl"]            # what the paper's remark can mean at equal k, m
+    assert c["rdlm"] > c["fpn-fl"]  # what the paper's remark can mean at equal k, m
 
 
 @pytest.mark.parametrize("name", list_presets())
 def test_every_preset_trains_and_infers(name):
     torch.manual_seed(0)
-    model = build_detector(get_preset(name).replace(
-        rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100,
-        rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50, box_batch_size_per_image=32))
+    model = build_detector(
+        get_preset(name).replace(
+            rpn_pre_nms_top_n_train=200,
+            rpn_post_nms_top_n_train=100,
+            rpn_pre_nms_top_n_test=100,
+            rpn_post_nms_top_n_test=50,
+            box_batch_size_per_image=32,
+        )
+    )
     model.train()
     images = [torch.rand(3, 96, 96), torch.rand(3, 96, 96)]
     losses = model(images, _targets())
@@ -97,17 +112,20 @@ def test_rpn_focal_option():
     assert torch.isfinite(losses["loss_objectness"])
 
 
-@pytest.mark.parametrize("make, needle", [
-    (lambda: get_preset("rdlm-xl"), "rdlm-xl"),
-    (lambda: GLBConfig(k=-1, m=256), "-1"),
-    (lambda: GLBConfig(k=256, m=-5), "-5"),
-    (lambda: FocalConfig(alpha=0.5, gamma=-0.5), "-0.5"),
-    (lambda: FocalConfig(alpha=1.2, gamma=0.5), "1.2"),
-    (lambda: FocalConfig(alpha=-0.1, gamma=0.5), "-0.1"),
-    (lambda: ModelConfig(mpp=0.0), "0.0"),
-    (lambda: ModelConfig(mpp=-0.25), "-0.25"),
-    (lambda: ModelConfig(encoder="vgg16"), "vgg16"),
-])
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda: get_preset("rdlm-xl"), "rdlm-xl"),
+        (lambda: GLBConfig(k=-1, m=256), "-1"),
+        (lambda: GLBConfig(k=256, m=-5), "-5"),
+        (lambda: FocalConfig(alpha=0.5, gamma=-0.5), "-0.5"),
+        (lambda: FocalConfig(alpha=1.2, gamma=0.5), "1.2"),
+        (lambda: FocalConfig(alpha=-0.1, gamma=0.5), "-0.1"),
+        (lambda: ModelConfig(mpp=0.0), "0.0"),
+        (lambda: ModelConfig(mpp=-0.25), "-0.25"),
+        (lambda: ModelConfig(encoder="vgg16"), "vgg16"),
+    ],
+)
 def test_bad_config_values_are_named(make, needle):
     with pytest.raises(ConfigError, match=f".*{needle}.*"):
         make()

@@ -102,18 +102,31 @@ def test_geojson_empty_and_no_scores(tmp_path):
 def test_geojson_with_jsonschema(tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
     schema = {
-        "type": "object", "required": ["type", "features"],
+        "type": "object",
+        "required": ["type", "features"],
         "properties": {
             "type": {"const": "FeatureCollection"},
-            "features": {"type": "array", "items": {
-                "type": "object", "required": ["type", "geometry", "properties"],
-                "properties": {
-                    "type": {"const": "Feature"},
-                    "id": {"type": ["string", "number"]},
-                    "geometry": {"type": "object", "required": ["type", "coordinates"], "properties": {
-                        "type": {"const": "Point"},
-                        "coordinates": {"type": "array", "minItems": 2, "items": {"type": "number"}}}},
-                    "properties": {"type": ["object", "null"]}}}}},
+            "features": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["type", "geometry", "properties"],
+                    "properties": {
+                        "type": {"const": "Feature"},
+                        "id": {"type": ["string", "number"]},
+                        "geometry": {
+                            "type": "object",
+                            "required": ["type", "coordinates"],
+                            "properties": {
+                                "type": {"const": "Point"},
+                                "coordinates": {"type": "array", "minItems": 2, "items": {"type": "number"}},
+                            },
+                        },
+                        "properties": {"type": ["object", "null"]},
+                    },
+                },
+            },
+        },
     }
     doc = json.loads(write_geojson(tmp_path / "d.geojson", PTS, SCORES).read_text())
     jsonschema.validate(doc, schema)

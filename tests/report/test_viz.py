@@ -22,7 +22,7 @@ from mitodet.report.viz import (
 
 
 def _near(arr, x, y, color, r=1):
-    patch = arr[max(0, y - r): y + r + 1, max(0, x - r): x + r + 1].reshape(-1, 3)
+    patch = arr[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].reshape(-1, 3)
     return bool(np.any(np.all(patch == np.array(color, dtype=np.uint8), axis=1)))
 
 
@@ -39,8 +39,7 @@ def test_draw_detections_marks_the_ring_not_the_centre():
 
 def test_draw_detections_colour_shape_and_scores():
     img = np.full((40, 80), 128, dtype=np.uint8)  # grey input -> RGB output
-    out = draw_detections(img, [[20, 20]], [0.87], radius_px=6, color=(255, 0, 0), shape="square",
-                          show_scores=True)
+    out = draw_detections(img, [[20, 20]], [0.87], radius_px=6, color=(255, 0, 0), shape="square", show_scores=True)
     assert out.shape == (40, 80, 3)
     assert tuple(out[20, 26]) == (255, 0, 0) and tuple(out[14, 20]) == (255, 0, 0)
     text = out[:, 28:].astype(int)  # the score text (anti-aliased): reddish pixels right of the marker

@@ -31,8 +31,14 @@ def amibr_root(tmp_path: Path) -> Path:
     root = tmp_path / "amibr"
     (root / "normal").mkdir(parents=True)
     rows = []
-    slides = [("MIDOG21", "003.tiff"), ("MIDOG21", "004.tiff"), ("MIDOG21", "120.tiff"), ("MIDOG21", "121.tiff"),
-              ("TUPAC16", "01.tif"), ("TUPAC16", "02.tif")]
+    slides = [
+        ("MIDOG21", "003.tiff"),
+        ("MIDOG21", "004.tiff"),
+        ("MIDOG21", "120.tiff"),
+        ("MIDOG21", "121.tiff"),
+        ("TUPAC16", "01.tif"),
+        ("TUPAC16", "02.tif"),
+    ]
     k = 0
     for dataset, slide in slides:
         for j in range(2):
@@ -42,8 +48,9 @@ def amibr_root(tmp_path: Path) -> Path:
             k += 1
     with open(root / "amibr.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["file", "label", "dataset", "slide", "x", "y", "expert1_label", "expert2_label",
-                    "majority_atypical"])
+        w.writerow(
+            ["file", "label", "dataset", "slide", "x", "y", "expert1_label", "expert2_label", "majority_atypical"]
+        )
         w.writerows(rows)
     return root
 
@@ -51,6 +58,7 @@ def amibr_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def amibr_spec(amibr_root: Path) -> Path:
     path = amibr_root.parent / "spec.json"
-    path.write_text(json.dumps({"sources": [{"reader": "amibr", "root": str(amibr_root)}], "val_fraction": 0.5,
-                                "split_seed": 0}))
+    path.write_text(
+        json.dumps({"sources": [{"reader": "amibr", "root": str(amibr_root)}], "val_fraction": 0.5, "split_seed": 0})
+    )
     return path

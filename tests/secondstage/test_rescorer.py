@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,17 +83,39 @@ def test_train_rescorer_end_to_end(tiny_model_dir, amibr_spec, tmp_path, capsys)
     from mitodet.cli import main
 
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"epochs": 1, "batch_size": 4, "mine_score": 0.0, "positive_sources": [],
-                               "rescorer": {"patch_px": 32, "min_candidate_score": 0.0}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "epochs": 1,
+                "batch_size": 4,
+                "mine_score": 0.0,
+                "positive_sources": [],
+                "rescorer": {"patch_px": 32, "min_candidate_score": 0.0},
+            }
+        )
+    )
     out = tmp_path / "run"
-    args = ["train-rescorer", "--model", str(tiny_model_dir), "--data", str(amibr_spec), "--config", str(cfg),
-            "--out", str(out), "--no-progress"]
+    args = [
+        "train-rescorer",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(amibr_spec),
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"]["positives"] > 0 and 0 <= summary["threshold"] <= 1
     assert has_rescorer(out / "model") and (out / "model" / "model.safetensors").is_file()
     stored = json.loads((out / "model" / "rescorer" / "config.json").read_text())
-    assert stored["rescorer"]["threshold"] == summary["threshold"] and "whole-field F1" in stored["extra"]["threshold_rule"]
+    assert (
+        stored["rescorer"]["threshold"] == summary["threshold"]
+        and "whole-field F1" in stored["extra"]["threshold_rule"]
+    )
     assert "threshold" in capsys.readouterr().out
     # a rerun reuses the mined candidates
     mtime = (out / "candidates.npz").stat().st_mtime_ns
@@ -102,8 +123,22 @@ def test_train_rescorer_end_to_end(tiny_model_dir, amibr_spec, tmp_path, capsys)
     assert (out / "candidates.npz").stat().st_mtime_ns == mtime
     capsys.readouterr()
     # the pipeline then validates with the second stage on
-    assert main(["validate", "--model", str(out / "model"), "--data", str(amibr_spec), "--split", "all",
-                 "--no-progress", "--json"]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                "--model",
+                str(out / "model"),
+                "--data",
+                str(amibr_spec),
+                "--split",
+                "all",
+                "--no-progress",
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["second_stage"] is True and res["threshold"] == summary["threshold"]
     assert [r["lab"] for r in res["rows"]] == ["midog21-aperio-cs2", "midog21-hamamatsu-xr", "tupac16", "all"]
@@ -142,8 +177,23 @@ def test_validate_picks_a_snapshot_and_writes_its_threshold(tiny_model_dir, amib
     # --write-threshold stores the pooled best threshold as the operating one
     folder = tmp_path / "m"
     shutil.copytree(tiny_model_dir, folder)
-    assert main(["validate", "--model", str(folder), "--data", str(amibr_spec), "--split", "all", "--json",
-                 "--no-progress", "--write-threshold"]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                "--model",
+                str(folder),
+                "--data",
+                str(amibr_spec),
+                "--split",
+                "all",
+                "--json",
+                "--no-progress",
+                "--write-threshold",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert read_model_config(folder)[0].score_threshold == pytest.approx(res["rows"][-1]["best_threshold"], abs=1e-4)
     empty = tmp_path / "empty"

@@ -10,15 +10,23 @@ from mitodet.evaluation import wholefield as W
 
 
 def _field(gt, pred, scores, area=0.01, lab="a"):
-    return W.FieldResult("f", lab, area, np.asarray(gt, float).reshape(-1, 2), np.asarray(pred, float).reshape(-1, 2),
-                         np.asarray(scores, float))
+    return W.FieldResult(
+        "f",
+        lab,
+        area,
+        np.asarray(gt, float).reshape(-1, 2),
+        np.asarray(pred, float).reshape(-1, 2),
+        np.asarray(scores, float),
+    )
 
 
 def test_recall_fp_rate_and_f1_at_density_by_hand():
     # field 1: mitosis at (10, 10) found at 0.9, a false positive at 0.8 and one at 0.3
     # field 2: mitosis at (0, 0) found at 0.5, missed mitosis at (50, 50)
-    res = [_field([[10, 10]], [[11, 10], [40, 40], [70, 70]], [0.9, 0.8, 0.3], area=0.02),
-           _field([[0, 0], [50, 50]], [[1, 1]], [0.5], area=0.02)]
+    res = [
+        _field([[10, 10]], [[11, 10], [40, 40], [70, 70]], [0.9, 0.8, 0.3], area=0.02),
+        _field([[0, 0], [50, 50]], [[1, 1]], [0.5], area=0.02),
+    ]
     sw = W.sweep(res)
     assert sw.n_gt == 3 and sw.area_mm2 == pytest.approx(0.04)
     at = sw.at(0.5, density=10)

@@ -44,59 +44,130 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("detect", help="find mitotic figures in images and slides; counts and scores",
-                              description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "detect",
+        help="find mitotic figures in images and slides; counts and scores",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, slides or folders")
-    p.add_argument("--model", default="default", metavar="default|DIR",
-                   help="the bundled model (default) or a model folder from 'mitodet train'")
+    p.add_argument(
+        "--model",
+        default="default",
+        metavar="default|DIR",
+        help="the bundled model (default) or a model folder from 'mitodet train'",
+    )
     p.add_argument("--out", default="mitodet-out", metavar="DIR", help="output folder (default: ./mitodet-out)")
-    p.add_argument("--mpp", type=float, default=None, metavar="UM_PER_PX",
-                   help="pixel size in micrometres per pixel for every input; overrides the files' metadata")
-    p.add_argument("--threshold", type=float, default=None, metavar="T",
-                   help="keep detections with score >= T (default: the model's operating threshold; "
-                        "0 keeps every candidate)")
-    p.add_argument("--gt", default=None, metavar="FILE",
-                   help="ground-truth points (CSV, MITOS-ATYPIA-14 *_mitosis.csv, MIDOG JSON); prints "
-                        "precision/recall/F1 per image (matched within --radius-um) and draws TP/FP/FN")
-    p.add_argument("--radius-um", type=float, default=None, metavar="UM",
-                   help="matching distance for --gt in micrometres (default by the file's format, as "
-                        "'mitodet evaluate' scores it: 7.5 for MIDOG JSON, else 8, the MITOS-ATYPIA-14 criterion)")
-    p.add_argument("--field-area-mm2", type=float, default=0.237, metavar="MM2",
-                   help="area of one high-power field for the per-10-HPF count and the Nottingham score "
-                        "(default 0.237, the digital standard HPF)")
-    p.add_argument("--tissue", choices=("auto", "on", "off"), default="auto",
-                   help="find tissue and skip background: auto = for slides only (default)")
+    p.add_argument(
+        "--mpp",
+        type=float,
+        default=None,
+        metavar="UM_PER_PX",
+        help="pixel size in micrometres per pixel for every input; overrides the files' metadata",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="keep detections with score >= T (default: the model's operating threshold; 0 keeps every candidate)",
+    )
+    p.add_argument(
+        "--gt",
+        default=None,
+        metavar="FILE",
+        help="ground-truth points (CSV, MITOS-ATYPIA-14 *_mitosis.csv, MIDOG JSON); prints "
+        "precision/recall/F1 per image (matched within --radius-um) and draws TP/FP/FN",
+    )
+    p.add_argument(
+        "--radius-um",
+        type=float,
+        default=None,
+        metavar="UM",
+        help="matching distance for --gt in micrometres (default by the file's format, as "
+        "'mitodet evaluate' scores it: 7.5 for MIDOG JSON, else 8, the MITOS-ATYPIA-14 criterion)",
+    )
+    p.add_argument(
+        "--field-area-mm2",
+        type=float,
+        default=0.237,
+        metavar="MM2",
+        help="area of one high-power field for the per-10-HPF count and the Nottingham score "
+        "(default 0.237, the digital standard HPF)",
+    )
+    p.add_argument(
+        "--tissue",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="find tissue and skip background: auto = for slides only (default)",
+    )
     p.add_argument("--no-heatmap", action="store_true", help="do not write NAME.heatmap.png")
     p.add_argument("--recursive", action="store_true", help="also look into sub-folders of folder inputs")
     p.add_argument("--overwrite", action="store_true", help="process every input again, even if already done")
-    p.add_argument("--reader", choices=("auto", "openslide", "tifffile"), default="auto",
-                   help="slide reader (default: OpenSlide for vendor formats, tifffile for TIFF pyramids)")
+    p.add_argument(
+        "--reader",
+        choices=("auto", "openslide", "tifffile"),
+        default="auto",
+        help="slide reader (default: OpenSlide for vendor formats, tifffile for TIFF pyramids)",
+    )
     p.add_argument("--batch-size", type=int, default=4, metavar="N", help="tiles per forward pass (default 4)")
-    p.add_argument("--tile-px", type=int, default=512, metavar="PX",
-                   help="tile side at the model's working resolution (default 512)")
-    p.add_argument("--onnx", action="store_true",
-                   help="run the encoder and neck in ONNX Runtime (needs the 'onnx' extra; about 1.25x faster)")
-    p.add_argument("--no-second-stage", action="store_true",
-                   help="run the detector alone: skip the model's second stage (the CNN that re-scores each "
-                        "candidate at native resolution), and use the detector's own threshold")
-    p.add_argument("--flip-tta", action="store_true",
-                   help="test-time augmentation: also run each tile mirrored and average the scores "
-                        "(about 2x slower; on the MITOS-ATYPIA-14 frames it removed 3 of 10 false "
-                        "positives, see the model card)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for the network (default: torch's choice, one per core); use 1 on a "
-                        "machine busy with other work")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="where to run: local (this process, the default) or ray (Ray workers: a Ray cluster "
-                        "started on this machine for this run, or the cluster of --address / $RAY_ADDRESS; "
-                        "needs pip install 'mitodet[ray]'; see docs/distributed.md)")
-    p.add_argument("--address", default=None, metavar="ADDR",
-                   help="with --backend ray: an existing Ray cluster (auto, HEAD_IP:6379 or ray://HEAD_IP:10001); "
-                        "default: $RAY_ADDRESS when set, else a Ray cluster on this machine")
-    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
-                   help="with --backend ray: workers, each holding the model and using --threads CPUs "
-                        "(default: as many as the cluster's CPUs allow)")
+    p.add_argument(
+        "--tile-px",
+        type=int,
+        default=512,
+        metavar="PX",
+        help="tile side at the model's working resolution (default 512)",
+    )
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="run the encoder and neck in ONNX Runtime (needs the 'onnx' extra; about 1.25x faster)",
+    )
+    p.add_argument(
+        "--no-second-stage",
+        action="store_true",
+        help="run the detector alone: skip the model's second stage (the CNN that re-scores each "
+        "candidate at native resolution), and use the detector's own threshold",
+    )
+    p.add_argument(
+        "--flip-tta",
+        action="store_true",
+        help="test-time augmentation: also run each tile mirrored and average the scores "
+        "(about 2x slower; on the MITOS-ATYPIA-14 frames it removed 3 of 10 false "
+        "positives, see the model card)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads for the network (default: torch's choice, one per core); use 1 on a "
+        "machine busy with other work",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where to run: local (this process, the default) or ray (Ray workers: a Ray cluster "
+        "started on this machine for this run, or the cluster of --address / $RAY_ADDRESS; "
+        "needs pip install 'mitodet[ray]'; see docs/distributed.md)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="with --backend ray: an existing Ray cluster (auto, HEAD_IP:6379 or ray://HEAD_IP:10001); "
+        "default: $RAY_ADDRESS when set, else a Ray cluster on this machine",
+    )
+    p.add_argument(
+        "--ray-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --backend ray: workers, each holding the model and using --threads CPUs "
+        "(default: as many as the cluster's CPUs allow)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -117,8 +188,10 @@ def run(args: argparse.Namespace) -> int:
     from mitodet.inference.slide import MPP_RANGE
 
     if args.mpp is not None and not (math.isfinite(args.mpp) and MPP_RANGE[0] <= args.mpp <= MPP_RANGE[1]):
-        return _fail(f"--mpp {args.mpp} is outside the plausible range {MPP_RANGE[0]}-{MPP_RANGE[1]} um/px "
-                     "(x40 scans are about 0.25, x20 about 0.5)")
+        return _fail(
+            f"--mpp {args.mpp} is outside the plausible range {MPP_RANGE[0]}-{MPP_RANGE[1]} um/px "
+            "(x40 scans are about 0.25, x20 about 0.5)"
+        )
     if args.threshold is not None and not (0.0 <= args.threshold <= 1.0):
         return _fail(f"--threshold must lie in [0, 1], got {args.threshold}")
     if args.batch_size < 1:
@@ -141,9 +214,14 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        detector = Detector.load(args.model, second_stage=not args.no_second_stage, tile_px=args.tile_px,
-                                batch_size=args.batch_size,
-                                flip_tta=args.flip_tta, backend="onnx" if args.onnx else "torch")
+        detector = Detector.load(
+            args.model,
+            second_stage=not args.no_second_stage,
+            tile_px=args.tile_px,
+            batch_size=args.batch_size,
+            flip_tta=args.flip_tta,
+            backend="onnx" if args.onnx else "torch",
+        )
     except (FileNotFoundError, ValueError, ImportError) as exc:
         return _fail(str(exc))
 
@@ -154,22 +232,40 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(msg, file=sys.stderr)
 
     options = dict(
-        mpp=args.mpp, threshold=args.threshold, gt=args.gt,
-        field_area_mm2=args.field_area_mm2, tissue=args.tissue, heatmap=not args.no_heatmap,
-        radius_um=args.radius_um, overwrite=args.overwrite, recursive=args.recursive, reader=args.reader,
-        progress=not args.no_progress, log=say, log_error=say_err,
+        mpp=args.mpp,
+        threshold=args.threshold,
+        gt=args.gt,
+        field_area_mm2=args.field_area_mm2,
+        tissue=args.tissue,
+        heatmap=not args.no_heatmap,
+        radius_um=args.radius_um,
+        overwrite=args.overwrite,
+        recursive=args.recursive,
+        reader=args.reader,
+        progress=not args.no_progress,
+        log=say,
+        log_error=say_err,
     )
     try:
         if args.backend == "ray":
             from mitodet.inference.ray_backend import detect_files_ray
 
-            batch = detect_files_ray(args.paths, args.out, detector=detector, address=args.address,
-                                     num_workers=args.ray_workers, cpus_per_worker=args.threads or 1, **options)
+            batch = detect_files_ray(
+                args.paths,
+                args.out,
+                detector=detector,
+                address=args.address,
+                num_workers=args.ray_workers,
+                cpus_per_worker=args.threads or 1,
+                **options,
+            )
         else:
             batch = detect_files(args.paths, args.out, detector=detector, **options)
     except (ValueError, FileNotFoundError, DataFormatError, TimeoutError) as exc:
         return _fail(str(exc))
     n_done, n_skip, n_fail = batch.count("done"), batch.count("skipped"), batch.count("failed")
-    print(f"mitodet detect: {n_done} done, {n_skip} skipped (already done), {n_fail} failed; "
-          f"outputs in {batch.out_dir}, index {batch.index_path}")
+    print(
+        f"mitodet detect: {n_done} done, {n_skip} skipped (already done), {n_fail} failed; "
+        f"outputs in {batch.out_dir}, index {batch.index_path}"
+    )
     return 0 if batch.ok else 1

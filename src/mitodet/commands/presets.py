@@ -6,8 +6,11 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("presets", help="list the detector presets (paper Table 1 rows and CPU twins)",
-                       description="List every preset: name, parameter count, and the settings that distinguish it.")
+    p = sub.add_parser(
+        "presets",
+        help="list the detector presets (paper Table 1 rows and CPU twins)",
+        description="List every preset: name, parameter count, and the settings that distinguish it.",
+    )
     p.set_defaults(func=run)
 
 

@@ -11,17 +11,26 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a detector preset on a data spec (resumable)",
+        "train",
+        help="train a detector preset on a data spec (resumable)",
         description="Train a detector. Defaults follow the paper (SGD 0.9, wd 1e-4, lr 1e-3, 20k iterations, "
-                    "warm-up). Run the same command again after a kill to resume from the last checkpoint.")
-    p.add_argument("--config", type=Path, help="JSON file with a 'train' object (TrainConfig fields) and "
-                                                 "optionally 'data' (a data spec object or 'shared')")
+        "warm-up). Run the same command again after a kill to resume from the last checkpoint.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="JSON file with a 'train' object (TrainConfig fields) and "
+        "optionally 'data' (a data spec object or 'shared')",
+    )
     p.add_argument("--preset", help="preset name (see `mitodet presets`); default rdlm")
     p.add_argument("--data", help="data spec: 'shared' (../shared/data) or a JSON spec file")
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoints, metrics, model/)")
     p.add_argument("--iterations", type=int)
-    p.add_argument("--batch-size", type=int, help="crops per step, over all processes (under torchrun each "
-                                                  "process takes an equal share)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="crops per step, over all processes (under torchrun each process takes an equal share)",
+    )
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup-iters", type=int)
     p.add_argument("--val-every", type=int)
@@ -29,23 +38,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--weights-backbone", help="local ImageNet state-dict file for the encoder, or 'imagenet' "
-                                              "to let torchvision download it (online only)")
+    p.add_argument(
+        "--weights-backbone",
+        help="local ImageNet state-dict file for the encoder, or 'imagenet' "
+        "to let torchvision download it (online only)",
+    )
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     g = p.add_argument_group(
         "distributed (data-parallel) training",
         "Launch with torchrun, e.g. `torchrun --nproc-per-node 4 -m mitodet.cli train ...`; every process "
         "gets its share of each global batch (--batch-size is the global batch and must divide by the "
-        "process count) and rank 0 writes all files. See docs/distributed.md.")
-    g.add_argument("--distributed", action="store_true",
-                   help="use DistributedDataParallel even with one process (it is on by itself when torchrun "
-                        "starts more than one, i.e. WORLD_SIZE > 1)")
-    g.add_argument("--device", help="cpu, cuda or cuda:N (default: the CPU for one process; under torchrun "
-                                    "the GPU LOCAL_RANK when there are GPUs, else the CPU)")
-    g.add_argument("--sync-bn", action="store_true",
-                   help="GPUs only: turn trainable BatchNorm (norm 'bn') into SyncBatchNorm, so batch statistics "
-                        "cover the global batch")
+        "process count) and rank 0 writes all files. See docs/distributed.md.",
+    )
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="use DistributedDataParallel even with one process (it is on by itself when torchrun "
+        "starts more than one, i.e. WORLD_SIZE > 1)",
+    )
+    g.add_argument(
+        "--device",
+        help="cpu, cuda or cuda:N (default: the CPU for one process; under torchrun "
+        "the GPU LOCAL_RANK when there are GPUs, else the CPU)",
+    )
+    g.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="GPUs only: turn trainable BatchNorm (norm 'bn') into SyncBatchNorm, so batch statistics "
+        "cover the global batch",
+    )
     p.set_defaults(func=run)
 
 
@@ -61,16 +83,32 @@ def run(args: argparse.Namespace) -> int:
         try:
             doc = json.loads(args.config.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            print(f"error: config file {args.config} is not valid JSON ({exc}); see configs/rdlm-cpu-shared.json "
-                  "for the layout", file=sys.stderr)
+            print(
+                f"error: config file {args.config} is not valid JSON ({exc}); see configs/rdlm-cpu-shared.json "
+                "for the layout",
+                file=sys.stderr,
+            )
             return 2
         if not isinstance(doc, dict) or not isinstance(doc.get("train", {}), dict):
-            print(f"error: config file {args.config} must be a JSON object {{\"train\": {{...}}, \"data\": ...}}; "
-                  "see configs/rdlm-cpu-shared.json", file=sys.stderr)
+            print(
+                f'error: config file {args.config} must be a JSON object {{"train": {{...}}, "data": ...}}; '
+                "see configs/rdlm-cpu-shared.json",
+                file=sys.stderr,
+            )
             return 2
     tdict = dict(doc.get("train", {}))
-    for key in ("preset", "iterations", "batch_size", "lr", "warmup_iters", "val_every", "val_crops",
-                "checkpoint_every", "seed", "threads"):
+    for key in (
+        "preset",
+        "iterations",
+        "batch_size",
+        "lr",
+        "warmup_iters",
+        "val_every",
+        "val_crops",
+        "checkpoint_every",
+        "seed",
+        "threads",
+    ):
         val = getattr(args, key)
         if val is not None:
             tdict[key] = val
@@ -84,8 +122,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = train_config_from_dict(tdict)
         spec = load_spec(data)
-        summary = train(cfg, spec, args.out, resume=not args.no_resume, progress=not args.no_progress,
-                        distributed=True if args.distributed else None, device=args.device, sync_bn=args.sync_bn)
+        summary = train(
+            cfg,
+            spec,
+            args.out,
+            resume=not args.no_resume,
+            progress=not args.no_progress,
+            distributed=True if args.distributed else None,
+            device=args.device,
+            sync_bn=args.sync_bn,
+        )
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
@@ -99,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
     best = summary["best"]
     print(f"done: {summary['iterations']} iterations; model in {summary['model_dir']}")
     if best.get("val_f1", -1) >= 0:
-        print(f"best validation F1 {best['val_f1']:.3f} (P {best['val_precision']:.3f}, R {best['val_recall']:.3f}) "
-              f"at threshold {best['val_threshold']:.3f}, iteration {best['iteration']}")
+        print(
+            f"best validation F1 {best['val_f1']:.3f} (P {best['val_precision']:.3f}, R {best['val_recall']:.3f}) "
+            f"at threshold {best['val_threshold']:.3f}, iteration {best['iteration']}"
+        )
     return 0

@@ -36,19 +36,25 @@ def read_rgb(path: str | Path) -> np.ndarray:
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
-                    raise ImageReadError(f"{path}: declared size {w}x{h} is beyond {MAX_PIXELS} pixels; "
-                                         "open whole slides through the WSI path (SVS/NDPI/pyramidal TIFF)")
+                    raise ImageReadError(
+                        f"{path}: declared size {w}x{h} is beyond {MAX_PIXELS} pixels; "
+                        "open whole slides through the WSI path (SVS/NDPI/pyramidal TIFF)"
+                    )
                 mode = im.mode
                 if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                    raise ImageReadError(f"{path}: {mode} image (16-bit or float); mitodet expects 8-bit RGB H&E. "
-                                         "Convert it to 8 bits per channel first")
+                    raise ImageReadError(
+                        f"{path}: {mode} image (16-bit or float); mitodet expects 8-bit RGB H&E. "
+                        "Convert it to 8 bits per channel first"
+                    )
                 im.load()
                 rgb = im.convert("RGB")
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageReadError(f"{path}: cannot decode the image ({exc}); the file may be truncated or not an "
-                             "image - re-export it as PNG, JPEG or TIFF") from exc
+        raise ImageReadError(
+            f"{path}: cannot decode the image ({exc}); the file may be truncated or not an "
+            "image - re-export it as PNG, JPEG or TIFF"
+        ) from exc
     return np.asarray(rgb)
 
 
@@ -60,17 +66,21 @@ def _read_tiff(path: Path) -> np.ndarray:
             page = tif.pages[0]
             shape = page.shape
             if np.prod(shape[:2], dtype=np.int64) > MAX_PIXELS:
-                raise ImageReadError(f"{path}: declared size {shape} is beyond {MAX_PIXELS} pixels; "
-                                     "open whole slides through the WSI path")
+                raise ImageReadError(
+                    f"{path}: declared size {shape} is beyond {MAX_PIXELS} pixels; "
+                    "open whole slides through the WSI path"
+                )
             arr = page.asarray()
     except ImageReadError:
         raise
     except Exception as exc:  # tifffile raises many types for corrupt files
-        raise ImageReadError(f"{path}: cannot decode the TIFF ({type(exc).__name__}: {exc}); the file may be "
-                             "truncated - re-export it") from exc
+        raise ImageReadError(
+            f"{path}: cannot decode the TIFF ({type(exc).__name__}: {exc}); the file may be truncated - re-export it"
+        ) from exc
     if arr.dtype != np.uint8:
-        raise ImageReadError(f"{path}: {arr.dtype} samples; mitodet expects 8-bit RGB H&E. "
-                             "Convert it to 8 bits per channel first")
+        raise ImageReadError(
+            f"{path}: {arr.dtype} samples; mitodet expects 8-bit RGB H&E. Convert it to 8 bits per channel first"
+        )
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.ndim == 3 and arr.shape[2] in (3, 4):

@@ -90,9 +90,9 @@ class SamplerConfig:
 class Source:
     """One image held in memory at the working resolution."""
 
-    image: np.ndarray        # (H, W, 3) uint8
-    points: np.ndarray       # (N, 2) x, y at the working resolution
-    labels: np.ndarray       # (N,)
+    image: np.ndarray  # (H, W, 3) uint8
+    points: np.ndarray  # (N, 2) x, y at the working resolution
+    labels: np.ndarray  # (N,)
     slide: str
     name: str
 
@@ -112,8 +112,9 @@ def load_sources(records: Sequence[ImageRecord], mpp: float, progress: bool = Fa
     return out
 
 
-def split_by_slide(records: Sequence[ImageRecord], val_fraction: float, seed: int = 0
-                   ) -> tuple[list[ImageRecord], list[ImageRecord]]:
+def split_by_slide(
+    records: Sequence[ImageRecord], val_fraction: float, seed: int = 0
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """Slide-disjoint split: a slide goes to validation when a hash of (seed, slide) falls
     below ``val_fraction``; deterministic, independent of order, never splits a slide."""
     if not 0 <= val_fraction < 1:
@@ -152,8 +153,12 @@ def boxes_to_points(boxes: np.ndarray) -> np.ndarray:
 
 def _inside(points: np.ndarray, x0: float, y0: float, x1: float, y1: float, margin: float) -> np.ndarray:
     """Points whose centre lies in the window [x0, x1) x [y0, y1) at least ``margin`` from its edges."""
-    return ((points[:, 0] >= x0 - 0.5 + margin) & (points[:, 0] < x1 - 0.5 - margin)
-            & (points[:, 1] >= y0 - 0.5 + margin) & (points[:, 1] < y1 - 0.5 - margin))
+    return (
+        (points[:, 0] >= x0 - 0.5 + margin)
+        & (points[:, 0] < x1 - 0.5 - margin)
+        & (points[:, 1] >= y0 - 0.5 + margin)
+        & (points[:, 1] < y1 - 0.5 - margin)
+    )
 
 
 class MosaicSampler:
@@ -168,8 +173,12 @@ class MosaicSampler:
         self.seed = seed
         side = cfg.crop_px
         self.large = [i for i, s in enumerate(self.sources) if min(s.image.shape[:2]) >= side]
-        self.with_mitosis = [(i, j) for i, s in enumerate(self.sources) for j in np.flatnonzero(s.labels == LABEL_MITOSIS)]
-        self.with_hard_neg = [(i, j) for i, s in enumerate(self.sources) for j in np.flatnonzero(s.labels != LABEL_MITOSIS)]
+        self.with_mitosis = [
+            (i, j) for i, s in enumerate(self.sources) for j in np.flatnonzero(s.labels == LABEL_MITOSIS)
+        ]
+        self.with_hard_neg = [
+            (i, j) for i, s in enumerate(self.sources) for j in np.flatnonzero(s.labels != LABEL_MITOSIS)
+        ]
 
     def sample(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Returns (image (C, C, 3) uint8, mitosis points (N, 2) x, y)."""
@@ -209,7 +218,7 @@ class MosaicSampler:
             x0, y0 = int(rng.integers(lo_x, hi_x + 1)), int(rng.integers(lo_y, hi_y + 1))
         else:
             x0, y0 = int(rng.integers(0, w - ww + 1)), int(rng.integers(0, h - wh_ + 1))
-        img = src.image[y0:y0 + wh_, x0:x0 + ww]
+        img = src.image[y0 : y0 + wh_, x0 : x0 + ww]
         keep = _inside(src.points, x0, y0, x0 + ww, y0 + wh_, 0.0) & (src.labels == LABEL_MITOSIS)
         return img, src.points[keep] - [x0, y0], keep.sum()
 
@@ -227,7 +236,7 @@ class MosaicSampler:
             under, _, _ = self._window(rng, src, (side, side))
             canvas = np.empty((side, side, 3), np.uint8)
             canvas[:] = 200
-            canvas[:under.shape[0], :under.shape[1]] = under
+            canvas[: under.shape[0], : under.shape[1]] = under
         else:
             canvas = np.full((side, side, 3), 200, np.uint8)
         pts_all = [np.zeros((0, 2))]
@@ -239,7 +248,7 @@ class MosaicSampler:
                 ph, pw = src.image.shape[:2]
                 ys, xs = max(0, -y), max(0, -x)
                 ye, xe = min(ph, side - y), min(pw, side - x)
-                canvas[y + ys:y + ye, x + xs:x + xe] = src.image[ys:ye, xs:xe]
+                canvas[y + ys : y + ye, x + xs : x + xe] = src.image[ys:ye, xs:xe]
                 m = src.labels == LABEL_MITOSIS
                 p = src.points[m] + [x, y]
                 pts_all.append(p[_inside(p, max(x, 0), max(y, 0), x + pw, y + ph, 0.0)])
@@ -275,9 +284,9 @@ class MosaicSampler:
         ry = np.minimum(np.arange(ph) + 1, ph - np.arange(ph)) / f
         rx = np.minimum(np.arange(pw) + 1, pw - np.arange(pw)) / f
         alpha = np.clip(np.minimum(ry[:, None], rx[None, :]), 0, 1)[:, :, None]
-        region = canvas[y0:y0 + ph, x0:x0 + pw].astype(np.float32)
+        region = canvas[y0 : y0 + ph, x0 : x0 + pw].astype(np.float32)
         canvas = canvas.copy()
-        canvas[y0:y0 + ph, x0:x0 + pw] = (alpha * piece + (1 - alpha) * region + 0.5).astype(np.uint8)
+        canvas[y0 : y0 + ph, x0 : x0 + pw] = (alpha * piece + (1 - alpha) * region + 0.5).astype(np.uint8)
         # Old labels now covered by the piece are gone; the piece's own labels come in
         # when they are not cut by its edge.
         covered = _inside(pts, x0, y0, x0 + pw, y0 + ph, -cfg.edge_margin_px) if len(pts) else np.zeros(0, bool)
@@ -302,9 +311,11 @@ class MosaicDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         img, pts = self.sampler.sample(self.epoch, index)
         boxes = points_to_boxes(pts, self.sampler.box_px, img.shape[:2])
-        target = {"boxes": torch.from_numpy(boxes).float().reshape(-1, 4),
-                  "labels": torch.ones(len(boxes), dtype=torch.int64),
-                  "points": torch.from_numpy(pts).float().reshape(-1, 2)}
+        target = {
+            "boxes": torch.from_numpy(boxes).float().reshape(-1, 4),
+            "labels": torch.ones(len(boxes), dtype=torch.int64),
+            "points": torch.from_numpy(pts).float().reshape(-1, 2),
+        }
         return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div(255.0), target
 
 

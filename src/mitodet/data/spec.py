@@ -67,8 +67,12 @@ class DataSpec:
     base: Path = field(default_factory=Path.cwd)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sources": self.sources, "val_fraction": self.val_fraction, "split_seed": self.split_seed,
-                "full_frames": self.full_frames}
+        return {
+            "sources": self.sources,
+            "val_fraction": self.val_fraction,
+            "split_seed": self.split_seed,
+            "full_frames": self.full_frames,
+        }
 
 
 def load_spec(spec: str | Path | dict) -> DataSpec:
@@ -81,8 +85,9 @@ def load_spec(spec: str | Path | dict) -> DataSpec:
     else:
         path = Path(spec)
         if not path.is_file():
-            raise FileNotFoundError(f"data spec {path} not found; pass 'shared' or a JSON spec file "
-                                    "(see mitodet.data.spec for the format)")
+            raise FileNotFoundError(
+                f"data spec {path} not found; pass 'shared' or a JSON spec file (see mitodet.data.spec for the format)"
+            )
         try:
             doc = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
@@ -90,8 +95,13 @@ def load_spec(spec: str | Path | dict) -> DataSpec:
         base = path.parent
     if not isinstance(doc.get("sources"), list) or not doc["sources"]:
         raise ValueError(f"data spec {spec} needs a non-empty 'sources' list")
-    return DataSpec(sources=list(doc["sources"]), val_fraction=float(doc.get("val_fraction", 0.15)),
-                    split_seed=int(doc.get("split_seed", 0)), full_frames=list(doc.get("full_frames", [])), base=base)
+    return DataSpec(
+        sources=list(doc["sources"]),
+        val_fraction=float(doc.get("val_fraction", 0.15)),
+        split_seed=int(doc.get("split_seed", 0)),
+        full_frames=list(doc.get("full_frames", [])),
+        base=base,
+    )
 
 
 def training_data(model_dir: str | Path) -> Any:

@@ -92,8 +92,7 @@ def stain_matrix_jitter(image: np.ndarray, rng: np.random.Generator, sigma: floa
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def hsv_jitter(image: np.ndarray, rng: np.random.Generator, hue: float = 0.03, saturation: float = 0.2
-               ) -> np.ndarray:
+def hsv_jitter(image: np.ndarray, rng: np.random.Generator, hue: float = 0.03, saturation: float = 0.2) -> np.ndarray:
     """Hue shift by U(-hue, hue) of the colour circle and saturation scale U(1 - s, 1 + s)
     (PIL's HSV conversion)."""
     hsv = np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("HSV")).astype(np.int16)
@@ -102,8 +101,9 @@ def hsv_jitter(image: np.ndarray, rng: np.random.Generator, hue: float = 0.03, s
     return np.asarray(Image.fromarray(hsv.astype(np.uint8), mode="HSV").convert("RGB"))
 
 
-def fourier_amplitude_mix(image: np.ndarray, other: np.ndarray, rng: np.random.Generator, beta: float = 0.1
-                          ) -> np.ndarray:
+def fourier_amplitude_mix(
+    image: np.ndarray, other: np.ndarray, rng: np.random.Generator, beta: float = 0.1
+) -> np.ndarray:
     """Fourier-domain amplitude mixing (FDA, Yang & Soatto 2020; Jahanifar et al.'s MIDOG
     2021 entry): the low-frequency amplitude spectrum of ``image`` (a centred square of side
     ``2 * beta * size``) is blended with ``other``'s by a ratio U(0, 1); the phase (the
@@ -124,8 +124,9 @@ def fourier_amplitude_mix(image: np.ndarray, other: np.ndarray, rng: np.random.G
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def brightness_contrast(image: np.ndarray, rng: np.random.Generator, brightness: float = 0.1,
-                        contrast: float = 0.1) -> np.ndarray:
+def brightness_contrast(
+    image: np.ndarray, rng: np.random.Generator, brightness: float = 0.1, contrast: float = 0.1
+) -> np.ndarray:
     x = image.astype(np.float32)
     c = rng.uniform(1 - contrast, 1 + contrast)
     b = rng.uniform(-brightness, brightness) * 255.0

@@ -17,8 +17,9 @@ from safetensors.torch import load_file, save_file
 from mitodet.config import save_json
 
 
-def save_checkpoint(folder: Path, iteration: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    meta: dict[str, Any]) -> Path:
+def save_checkpoint(
+    folder: Path, iteration: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any]
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():

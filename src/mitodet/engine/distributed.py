@@ -142,14 +142,18 @@ def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> Di
         raise ValueError(
             f"distributed training needs torchrun's environment, but {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not set; launch with "
-            "`torchrun --nproc-per-node N -m mitodet.cli train ...` (see docs/distributed.md)")
+            "`torchrun --nproc-per-node N -m mitodet.cli train ...` (see docs/distributed.md)"
+        )
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     dev = resolve_device(device, True, local)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if dev.type == "cuda":
         torch.cuda.set_device(dev)  # before the first collective: NCCL binds to the current device
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
-                            **({"device_id": dev} if dev.type == "cuda" else {}))
+    dist.init_process_group(
+        backend=backend,
+        timeout=datetime.timedelta(seconds=timeout_s),
+        **({"device_id": dev} if dev.type == "cuda" else {}),
+    )
     return DistContext(rank, world, local, dev, backend, owns_group=True)
 
 
@@ -159,12 +163,14 @@ def check_batch_split(batch_size: int, world_size: int) -> int:
         lo = max(world_size, batch_size // world_size * world_size)
         raise ValueError(
             f"batch_size {batch_size} is the global batch and must be divisible by the number of processes "
-            f"{world_size}; use --batch-size {lo} or {lo + world_size}, or a process count that divides {batch_size}")
+            f"{world_size}; use --batch-size {lo} or {lo + world_size}, or a process count that divides {batch_size}"
+        )
     return batch_size // world_size
 
 
-def rank_batch_indices(it: int, batch_size: int, per_epoch: int, rank: int = 0, world_size: int = 1
-                       ) -> tuple[int, list[int]]:
+def rank_batch_indices(
+    it: int, batch_size: int, per_epoch: int, rank: int = 0, world_size: int = 1
+) -> tuple[int, list[int]]:
     """(epoch, dataset indices) of this rank's share of the global batch of iteration ``it``.
 
     With ``world_size == 1`` this is the single-process batch ``pos * B + j``, ``j < B``;

@@ -132,8 +132,9 @@ def _image(rec: ImageRecord, mpp: float) -> tuple[np.ndarray, np.ndarray, float]
     return img, rec.points, rec.mpp
 
 
-def mine_candidates(detector, records: Sequence[ImageRecord], cache: Path | None = None,
-                    progress: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def mine_candidates(
+    detector, records: Sequence[ImageRecord], cache: Path | None = None, progress: bool = True
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """First-stage candidates (level-0 points, scores) of every record's image, by path.
 
     ``detector`` must run without a second stage. With ``cache``, results are read from and
@@ -193,8 +194,11 @@ class Samples:
     mpp: float
 
     def counts(self) -> dict[str, int]:
-        return {"images": len(self.images), "positives": int(self.labels.sum()),
-                "negatives": int((self.labels == 0).sum())}
+        return {
+            "images": len(self.images),
+            "positives": int(self.labels.sum()),
+            "negatives": int((self.labels == 0).sum()),
+        }
 
 
 def dark_blobs(image: np.ndarray, mpp: float, k: int, min_area_um2: float = 12.0) -> np.ndarray:
@@ -229,8 +233,9 @@ def dark_blobs(image: np.ndarray, mpp: float, k: int, min_area_um2: float = 12.0
     return com[ok][order][:k]
 
 
-def build_samples(records: Sequence[ImageRecord], candidates: dict, cfg: RescorerTrainConfig,
-                  progress: bool = True) -> Samples:
+def build_samples(
+    records: Sequence[ImageRecord], candidates: dict, cfg: RescorerTrainConfig, progress: bool = True
+) -> Samples:
     """Positives, labelled look-alikes and mined negatives of ``records`` (see the module doc)."""
     from mitodet.evaluation.wholefield import label_complete
 
@@ -253,13 +258,13 @@ def build_samples(records: Sequence[ImageRecord], candidates: dict, cfg: Rescore
             if len(cp) and len(mit):
                 d = np.hypot(cp[:, None, 0] - mit[None, :, 0], cp[:, None, 1] - mit[None, :, 1]).min(axis=1)
                 cp = cp[d * mpp > cfg.negative_radius_um]
-            neg.append(cp[:cfg.max_negatives_per_image])  # mined candidates come by descending score
+            neg.append(cp[: cfg.max_negatives_per_image])  # mined candidates come by descending score
         if negatives_valid and cfg.dark_blob_negatives > 0:
             blobs = dark_blobs(img, mpp, 4 * cfg.dark_blob_negatives)
             if len(blobs) and len(mit):
                 d = np.hypot(blobs[:, None, 0] - mit[None, :, 0], blobs[:, None, 1] - mit[None, :, 1]).min(axis=1)
                 blobs = blobs[d * mpp > cfg.negative_radius_um]
-            neg.append(blobs[:cfg.dark_blob_negatives])
+            neg.append(blobs[: cfg.dark_blob_negatives])
         neg_a = np.concatenate(neg) if neg else np.zeros((0, 2))
         if not len(mit) and not len(neg_a):
             continue
@@ -270,12 +275,12 @@ def build_samples(records: Sequence[ImageRecord], candidates: dict, cfg: Rescore
                 idx.append(np.full(len(arr), k))
                 centres.append(arr)
                 labels.append(np.full(len(arr), lab))
-    return Samples(images, np.concatenate(idx), np.concatenate(centres), np.concatenate(labels).astype(np.int64),
-                   rmpp)
+    return Samples(images, np.concatenate(idx), np.concatenate(centres), np.concatenate(labels).astype(np.int64), rmpp)
 
 
-def _batch(samples: Samples, which: np.ndarray, cfg: RescorerTrainConfig, rng: np.random.Generator | None
-           ) -> torch.Tensor:
+def _batch(
+    samples: Samples, which: np.ndarray, cfg: RescorerTrainConfig, rng: np.random.Generator | None
+) -> torch.Tensor:
     from mitodet.data import transforms as T
 
     p = cfg.rescorer.patch_px
@@ -307,8 +312,13 @@ def _batch(samples: Samples, which: np.ndarray, cfg: RescorerTrainConfig, rng: n
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def fit(samples: Samples, cfg: RescorerTrainConfig, weights_backbone: str | Path | None,
-        log: Path | None = None, progress: bool = True) -> Rescorer:
+def fit(
+    samples: Samples,
+    cfg: RescorerTrainConfig,
+    weights_backbone: str | Path | None,
+    log: Path | None = None,
+    progress: bool = True,
+) -> Rescorer:
     """Train a :class:`Rescorer` on ``samples``; one JSON line per epoch in ``log``."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -332,7 +342,7 @@ def fit(samples: Samples, cfg: RescorerTrainConfig, weights_backbone: str | Path
         order = rng.permutation(n)
         losses = []
         for s in range(steps_per_epoch):
-            which = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            which = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
             x = _batch(samples, which, cfg, rng)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), labels[which], pos_weight=pos_weight)
             opt.zero_grad(set_to_none=True)
@@ -345,17 +355,25 @@ def fit(samples: Samples, cfg: RescorerTrainConfig, weights_backbone: str | Path
                 bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses[-50:]):.3f}")
         if log is not None:
             with open(log, "a") as f:
-                f.write(json.dumps({"epoch": epoch + 1, "loss": float(np.mean(losses)), "elapsed_s": time.time() - t0})
-                        + "\n")
+                f.write(
+                    json.dumps({"epoch": epoch + 1, "loss": float(np.mean(losses)), "elapsed_s": time.time() - t0})
+                    + "\n"
+                )
     if bar is not None:
         bar.close()
     return model.eval()
 
 
-def train_rescorer(detector_dir: str | Path, out: str | Path, cfg: RescorerTrainConfig, spec=None,
-                   weights_backbone: str | Path | None = None, progress: bool = True,
-                   candidates_cache: str | Path | None = None,
-                   records: tuple[list[ImageRecord], list[ImageRecord]] | None = None) -> dict[str, Any]:
+def train_rescorer(
+    detector_dir: str | Path,
+    out: str | Path,
+    cfg: RescorerTrainConfig,
+    spec=None,
+    weights_backbone: str | Path | None = None,
+    progress: bool = True,
+    candidates_cache: str | Path | None = None,
+    records: tuple[list[ImageRecord], list[ImageRecord]] | None = None,
+) -> dict[str, Any]:
     """Mine, train and calibrate a second stage for the detector in ``detector_dir``.
 
     Writes ``<out>/model`` (the detector's files + ``rescorer/``), ``<out>/metrics.jsonl``,
@@ -398,12 +416,26 @@ def train_rescorer(detector_dir: str | Path, out: str | Path, cfg: RescorerTrain
     det = Detector.load(model_dir)
     res = W.collect(det, calib, progress=progress)
     thr = W.best_threshold(W.sweep(res), cfg.density_per_mm2)
-    save_rescorer(model, model_dir, cfg.rescorer.replace(threshold=thr), extra={
-        "training": cfg.to_dict(), "samples": samples.counts(), "threshold_rule":
-        f"whole-field F1 at {cfg.density_per_mm2:g} mitoses/mm2 on {len(calib)} label-complete validation crops"
-        + (f" (labs {list(cfg.exclude_labs)} held out of training and calibration)" if cfg.exclude_labs else "")})
-    summary = {"threshold": thr, "samples": samples.counts(), "train_records": len(train_rec),
-               "calibration_records": len(calib), "mine_seconds": t_mine, "fit_seconds": t_fit,
-               "exclude_labs": list(cfg.exclude_labs), "seed": cfg.seed}
+    save_rescorer(
+        model,
+        model_dir,
+        cfg.rescorer.replace(threshold=thr),
+        extra={
+            "training": cfg.to_dict(),
+            "samples": samples.counts(),
+            "threshold_rule": f"whole-field F1 at {cfg.density_per_mm2:g} mitoses/mm2 on {len(calib)} label-complete validation crops"
+            + (f" (labs {list(cfg.exclude_labs)} held out of training and calibration)" if cfg.exclude_labs else ""),
+        },
+    )
+    summary = {
+        "threshold": thr,
+        "samples": samples.counts(),
+        "train_records": len(train_rec),
+        "calibration_records": len(calib),
+        "mine_seconds": t_mine,
+        "fit_seconds": t_fit,
+        "exclude_labs": list(cfg.exclude_labs),
+        "seed": cfg.seed,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -136,8 +136,11 @@ def _last_good(ckpt_dir: Path) -> str:
     from mitodet.engine.checkpoint import read_checkpoint_meta
 
     meta = read_checkpoint_meta(ckpt_dir)
-    where = (f"the last good checkpoint (iteration {meta['iteration']}) is in {ckpt_dir}" if meta
-             else "no checkpoint was written yet")
+    where = (
+        f"the last good checkpoint (iteration {meta['iteration']}) is in {ckpt_dir}"
+        if meta
+        else "no checkpoint was written yet"
+    )
     return f"{where}. Lower --lr, raise warmup_iters, or check the data for broken images"
 
 
@@ -178,19 +181,27 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig, spec, progress: boo
     if not train_rec:
         raise ValueError("the data spec gives no training records")
     train_src = load_sources(train_rec, model_cfg.mpp, progress=progress)
-    train_ds = MosaicDataset(MosaicSampler(train_src, cfg.sampler, model_cfg.box_size_px, seed=cfg.seed),
-                             length=max(cfg.iterations * cfg.batch_size, 1))
+    train_ds = MosaicDataset(
+        MosaicSampler(train_src, cfg.sampler, model_cfg.box_size_px, seed=cfg.seed),
+        length=max(cfg.iterations * cfg.batch_size, 1),
+    )
     val = None
     if val_rec and with_val:
         val_src = load_sources(val_rec, model_cfg.mpp, progress=progress)
-        vs = MosaicSampler(val_src, dataclasses.replace(cfg.sampler, augment=False), model_cfg.box_size_px,
-                           seed=10_000 + cfg.seed)
+        vs = MosaicSampler(
+            val_src, dataclasses.replace(cfg.sampler, augment=False), model_cfg.box_size_px, seed=10_000 + cfg.seed
+        )
         val = [vs.sample(0, i) for i in range(cfg.val_crops)]
-    info = {"records": len(records), "train_records": len(train_rec), "val_records": len(val_rec),
-            "train_slides": len({r.slide for r in train_rec}), "val_slides": len({r.slide for r in val_rec}),
-            "train_mitoses": int(sum(len(r.mitoses) for r in train_rec)),
-            "val_mitoses": int(sum(len(r.mitoses) for r in val_rec)),
-            "val_slide_ids": sorted({r.slide for r in val_rec})}
+    info = {
+        "records": len(records),
+        "train_records": len(train_rec),
+        "val_records": len(val_rec),
+        "train_slides": len({r.slide for r in train_rec}),
+        "val_slides": len({r.slide for r in val_rec}),
+        "train_mitoses": int(sum(len(r.mitoses) for r in train_rec)),
+        "val_mitoses": int(sum(len(r.mitoses) for r in val_rec)),
+        "val_slide_ids": sorted({r.slide for r in val_rec}),
+    }
     return train_ds, val, info
 
 
@@ -204,7 +215,7 @@ def validate(model, val_crops, mpp: float, radius_um: float, batch_size: int = 8
     device = next(model.parameters()).device
     gts, preds, scores = [], [], []
     for i in range(0, len(val_crops), batch_size):
-        chunk = val_crops[i:i + batch_size]
+        chunk = val_crops[i : i + batch_size]
         outs = model([torch.from_numpy(im).permute(2, 0, 1).float().div(255.0).to(device) for im, _ in chunk])
         for (_, pts), o in zip(chunk, outs):
             gts.append(pts)
@@ -213,13 +224,30 @@ def validate(model, val_crops, mpp: float, radius_um: float, batch_size: int = 8
     rep = evaluate_images(gts, preds, scores, mpp, radius_um=radius_um)
     thr = rep.best_threshold if rep.best_threshold is not None else 0.5
     at = evaluate_images(gts, preds, scores, mpp, radius_um=radius_um, threshold=thr)
-    return {"val_f1": at.f1, "val_precision": at.precision, "val_recall": at.recall, "val_tp": at.tp,
-            "val_fp": at.fp, "val_fn": at.fn, "val_threshold": float(thr), "val_ap": rep.average_precision,
-            "val_crops": len(val_crops)}
+    return {
+        "val_f1": at.f1,
+        "val_precision": at.precision,
+        "val_recall": at.recall,
+        "val_tp": at.tp,
+        "val_fp": at.fp,
+        "val_fn": at.fn,
+        "val_threshold": float(thr),
+        "val_ap": rep.average_precision,
+        "val_crops": len(val_crops),
+    }
 
 
-def train(cfg: TrainConfig, spec, out_dir: str | Path, resume: bool = True, progress: bool = True, *,
-          distributed: bool | None = None, device: str | None = None, sync_bn: bool = False) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    spec,
+    out_dir: str | Path,
+    resume: bool = True,
+    progress: bool = True,
+    *,
+    distributed: bool | None = None,
+    device: str | None = None,
+    sync_bn: bool = False,
+) -> dict[str, Any]:
     """Train a detector; returns a summary. See the module docstring for the recipe.
 
     Layout of ``out_dir``: ``config.json`` (resolved train/model/data config),
@@ -253,8 +281,9 @@ def train(cfg: TrainConfig, spec, out_dir: str | Path, resume: bool = True, prog
     if distributed is None:
         distributed = D.distributed_requested()
     if sync_bn and not distributed:
-        raise ValueError("sync_bn (--sync-bn) is for distributed training; a single process already sees the "
-                         "whole batch")
+        raise ValueError(
+            "sync_bn (--sync-bn) is for distributed training; a single process already sees the whole batch"
+        )
     ctx = D.init_distributed(device) if distributed else None
     try:
         summary = _train(cfg, spec, Path(out_dir), resume, progress, ctx, device, sync_bn)
@@ -267,21 +296,24 @@ def train(cfg: TrainConfig, spec, out_dir: str | Path, resume: bool = True, prog
     return summary
 
 
-def _allreduce_step(ctx, losses: dict[str, torch.Tensor], loss: torch.Tensor, stop_requested: bool
-                    ) -> tuple[float, dict[str, float], int, bool]:
+def _allreduce_step(
+    ctx, losses: dict[str, torch.Tensor], loss: torch.Tensor, stop_requested: bool
+) -> tuple[float, dict[str, float], int, bool]:
     """One small all-reduce per step: the mean loss terms over ranks (for the log), the
     number of ranks whose loss is not finite, and whether any rank was asked to stop, so
     that every rank takes the same decision at the same iteration."""
     vals = torch.stack([v.detach().float() for v in losses.values()] + [loss.detach().float()]) / ctx.world_size
-    flags = torch.tensor([0.0 if bool(torch.isfinite(loss)) else 1.0, 1.0 if stop_requested else 0.0],
-                         device=vals.device)
+    flags = torch.tensor(
+        [0.0 if bool(torch.isfinite(loss)) else 1.0, 1.0 if stop_requested else 0.0], device=vals.device
+    )
     buf = ctx.all_reduce_sum(torch.cat([vals, flags])).cpu().tolist()
     n = len(losses)
     return buf[n], dict(zip(losses, buf[:n])), int(round(buf[n + 1])), buf[n + 2] > 0
 
 
-def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx, device: str | None,
-           sync_bn: bool) -> dict[str, Any]:
+def _train(
+    cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx, device: str | None, sync_bn: bool
+) -> dict[str, Any]:
     from mitodet.engine import distributed as D
     from mitodet.engine.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
     from mitodet.models.builder import build_detector
@@ -312,8 +344,10 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
                     for k in ("iterations", "threads"):  # neither changes the results
                         a.pop(k, None), b.pop(k, None)
                 if a != b:
-                    raise ValueError(f"{out} holds a run with a different {key} config; use a new --out folder "
-                                     "or --no-resume to start over")
+                    raise ValueError(
+                        f"{out} holds a run with a different {key} config; use a new --out folder "
+                        "or --no-resume to start over"
+                    )
         save_json(resolved, out / "config.json")
 
     if ctx is None:
@@ -333,20 +367,22 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
             raise ValueError(problems[0])
         if len({t for _, t in views}) > 1:
             seen = ", ".join(f"rank {r}: {t or 'none'}" for r, (_, t) in enumerate(views))
-            raise ValueError(f"the ranks see different checkpoints in {ckpt_dir} ({seen}); --out must be one "
-                             "folder that every node reads (a shared filesystem), so all ranks resume from the "
-                             "same checkpoint")
+            raise ValueError(
+                f"the ranks see different checkpoints in {ckpt_dir} ({seen}); --out must be one "
+                "folder that every node reads (a shared filesystem), so all ranks resume from the "
+                "same checkpoint"
+            )
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = build_detector(model_cfg)
     if sync_bn:
         if not D.has_running_stats(model):
-            raise ValueError(f"sync_bn (--sync-bn): the model has no trainable BatchNorm (norm={model_cfg.norm!r}); "
-                             "drop --sync-bn")
+            raise ValueError(
+                f"sync_bn (--sync-bn): the model has no trainable BatchNorm (norm={model_cfg.norm!r}); drop --sync-bn"
+            )
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    train_ds, val_crops, data_info = build_datasets(cfg, model_cfg, spec, progress=progress and main,
-                                                    with_val=main)
+    train_ds, val_crops, data_info = build_datasets(cfg, model_cfg, spec, progress=progress and main, with_val=main)
     if main:
         save_json(data_info, out / "data_split.json")
     model.to(dev)
@@ -369,8 +405,11 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
         # unused-parameter search. Buffers are re-broadcast at each forward only when they
         # change (trainable BatchNorm without SyncBatchNorm); frozen BN's never do.
         forward = DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=False,
-            forward_sync_buffers=D.has_running_stats(model) and not sync_bn)
+            model,
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=False,
+            forward_sync_buffers=D.has_running_stats(model) and not sync_bn,
+        )
     metrics = out / "metrics.jsonl"
     stop = _StopFlag()
     old_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -392,12 +431,20 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
         res.update(iteration=it, kind="val")
         _jsonl(metrics, res)
         if cfg.snapshots:
-            save_detector(model, out / "snapshots" / f"it{it:06d}",
-                          model_cfg.replace(score_threshold=round(res["val_threshold"], 4)), extra={"validation": res})
+            save_detector(
+                model,
+                out / "snapshots" / f"it{it:06d}",
+                model_cfg.replace(score_threshold=round(res["val_threshold"], 4)),
+                extra={"validation": res},
+            )
         if res["val_f1"] > best["val_f1"]:
             best = res
-            save_detector(model, out / "best", model_cfg.replace(score_threshold=round(res["val_threshold"], 4)),
-                          extra={"validation": res, "data_split": {k: v for k, v in data_info.items() if k != "val_slide_ids"}})
+            save_detector(
+                model,
+                out / "best",
+                model_cfg.replace(score_threshold=round(res["val_threshold"], 4)),
+                extra={"validation": res, "data_split": {k: v for k, v in data_info.items() if k != "val_slide_ids"}},
+            )
         model.train()
 
     model.train()
@@ -425,8 +472,10 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
             else:
                 loss_value, terms, bad_ranks, stop_all = _allreduce_step(ctx, losses, loss, stop.signum is not None)
                 if bad_ranks:
-                    raise NonFiniteLossError(f"non-finite loss at iteration {it} on {bad_ranks} of {world} ranks "
-                                             f"(mean terms {terms}); {_last_good(ckpt_dir)}")
+                    raise NonFiniteLossError(
+                        f"non-finite loss at iteration {it} on {bad_ranks} of {world} ranks "
+                        f"(mean terms {terms}); {_last_good(ckpt_dir)}"
+                    )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # distributed: DDP all-reduces (averages) the gradients here
             if cfg.grad_clip:
@@ -440,8 +489,18 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
                 now = time.time()
                 if ctx is None:
                     terms = {k: float(v.detach()) for k, v in losses.items()}
-                _jsonl(metrics, {"kind": "train", "iteration": it, "lr": lr_at(cfg, it - 1), "loss": loss_value,
-                                 **terms, "sec_per_it": (now - t_log) / cfg.log_every, "elapsed_s": now - t0})
+                _jsonl(
+                    metrics,
+                    {
+                        "kind": "train",
+                        "iteration": it,
+                        "lr": lr_at(cfg, it - 1),
+                        "loss": loss_value,
+                        **terms,
+                        "sec_per_it": (now - t_log) / cfg.log_every,
+                        "elapsed_s": now - t0,
+                    },
+                )
                 t_log = now
             validating = it % cfg.val_every == 0 or it == cfg.iterations
             if validating and main:
@@ -477,8 +536,13 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
             save_detector(chosen, final, extra=extra)
         else:
             save_detector(model, final, extra={"note": "no validation split: last weights, stock threshold"})
-        summary = {"iterations": it, "best": best, "model_dir": str(final), "data": data_info,
-                   "wall_s_this_session": time.time() - t0}
+        summary = {
+            "iterations": it,
+            "best": best,
+            "model_dir": str(final),
+            "data": data_info,
+            "wall_s_this_session": time.time() - t0,
+        }
     if ctx is None:
         save_json(summary, out / "summary.json")
         return summary
@@ -488,8 +552,9 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
     if main:
         summary.update(world_size=world, param_digest_per_rank=digests)
         if len(set(digests)) > 1:
-            print(f"warning: the ranks ended with different weights ({digests}); model/ holds rank 0's",
-                  file=sys.stderr)
+            print(
+                f"warning: the ranks ended with different weights ({digests}); model/ holds rank 0's", file=sys.stderr
+            )
         save_json(summary, out / "summary.json")
     return ctx.broadcast_object(summary)  # every rank returns rank 0's summary (with the best validation)
 

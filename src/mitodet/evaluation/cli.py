@@ -38,9 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--gt", required=True, metavar="PATH", help="ground-truth points (file or folder)"
-    )
+    p.add_argument("--gt", required=True, metavar="PATH", help="ground-truth points (file or folder)")
     p.add_argument("--pred", required=True, metavar="PATH", help="detected points (file or folder)")
     p.add_argument(
         "--mpp",
@@ -91,17 +89,10 @@ def _print_table(rep, notes: list[str]) -> None:
         f"{rep.n_pred} detections ({thr}); radius {rep.radius_um:g} um, {rep.mode} matching"
     )
     cols = ("images", "TP", "FP", "FN")
-    print(
-        f"{'':24s} "
-        + " ".join(f"{c:>6s}" for c in cols)
-        + f" {'precision':>9s} {'recall':>7s} {'F1':>6s}"
-    )
+    print(f"{'':24s} " + " ".join(f"{c:>6s}" for c in cols) + f" {'precision':>9s} {'recall':>7s} {'F1':>6s}")
 
     def line(label, n, r):
-        print(
-            f"{label[:24]:24s} {n:6d} {r.tp:6d} {r.fp:6d} {r.fn:6d} {r.precision:9.3f} "
-            f"{r.recall:7.3f} {r.f1:6.3f}"
-        )
+        print(f"{label[:24]:24s} {n:6d} {r.tp:6d} {r.fp:6d} {r.fn:6d} {r.precision:9.3f} {r.recall:7.3f} {r.f1:6.3f}")
 
     if len(rep.domains) > 1 or (rep.domains and rep.domains[0].domain):
         for d in rep.domains:
@@ -118,9 +109,7 @@ def _print_table(rep, notes: list[str]) -> None:
 def _print_images(rep) -> None:
     print(f"{'image':24s} {'GT':>5s} {'det':>5s} {'TP':>5s} {'FP':>5s} {'FN':>5s} {'F1':>6s}")
     for r in rep.images:
-        print(
-            f"{r.name[:24]:24s} {r.n_gt:5d} {r.n_pred:5d} {r.tp:5d} {r.fp:5d} {r.fn:5d} {r.f1:6.3f}"
-        )
+        print(f"{r.name[:24]:24s} {r.n_gt:5d} {r.n_pred:5d} {r.tp:5d} {r.fp:5d} {r.fn:5d} {r.f1:6.3f}")
 
 
 def _fail(msg: str) -> int:
@@ -181,8 +170,7 @@ def run(args: argparse.Namespace) -> int:
         mpp = args.mpp or g.mpp or (q.mpp if q is not None else None)
         if mpp is None:
             return _fail(
-                f"no pixel size for image {n!r}: {g.source} does not give one. "
-                "Pass --mpp UM_PER_PX (e.g. --mpp 0.25)."
+                f"no pixel size for image {n!r}: {g.source} does not give one. Pass --mpp UM_PER_PX (e.g. --mpp 0.25)."
             )
         g = g.to_pixels(mpp)
         gts.append(g.mitoses()[0])

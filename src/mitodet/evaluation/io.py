@@ -43,7 +43,6 @@ formats of the grand-challenge tools, and merging a folder of files.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -140,8 +139,11 @@ def _load_frame_csv(path: Path) -> dict[str, PointSet]:
     name, label = _mitos14_name(path)
     pts, conf = read_frame_csv(path)
     domain, mpp = _mitos14_scanner(name)
-    return {name: _pointset(name, pts, [label] * len(pts), conf if len(pts) else None, mpp, domain, "px", path,
-                            "mitos_atypia14")}
+    return {
+        name: _pointset(
+            name, pts, [label] * len(pts), conf if len(pts) else None, mpp, domain, "px", path, "mitos_atypia14"
+        )
+    }
 
 
 def _load_header_csv(path: Path) -> dict[str, PointSet]:
@@ -199,8 +201,18 @@ def _load_coco(path: Path, data: dict) -> dict[str, PointSet]:
     out = {}
     for rec in read_midog(path, path.parent):
         name = image_key(rec.image.name)
-        out[name] = _pointset(name, rec.points, rec.labels, rec.scores, rec.extra.get("mpp_in_file"), rec.domain,
-                              "px", path, "midog_coco", labelled=rec.labelled)
+        out[name] = _pointset(
+            name,
+            rec.points,
+            rec.labels,
+            rec.scores,
+            rec.extra.get("mpp_in_file"),
+            rec.domain,
+            "px",
+            path,
+            "midog_coco",
+            labelled=rec.labelled,
+        )
     return out
 
 
@@ -215,11 +227,7 @@ def _load_multiple_points(path: Path, data: dict) -> dict[str, PointSet]:
         lab.append(1 if p.get("name", "mitotic figure") == "mitotic figure" else 0)
         sc.append(float(p.get("probability", MIDOG_DEFAULT_PROBABILITY)))
     name = path.stem
-    return {
-        name: _pointset(
-            name, pts, lab, sc if any_prob else None, None, "", "mm", path, "multiple_points"
-        )
-    }
+    return {name: _pointset(name, pts, lab, sc if any_prob else None, None, "", "mm", path, "multiple_points")}
 
 
 def _load_mm_dict(path: Path, data: dict) -> dict[str, PointSet]:
@@ -246,10 +254,7 @@ def load_json(path: Path) -> dict[str, PointSet]:
     elif (
         isinstance(data, dict)
         and data
-        and all(
-            isinstance(v, list) and all(isinstance(p, list) and len(p) >= 2 for p in v)
-            for v in data.values()
-        )
+        and all(isinstance(v, list) and all(isinstance(p, list) and len(p) >= 2 for p in v) for v in data.values())
     ):
         loader, kind = _load_mm_dict, "MIDOG ground-truth dict ({image: [[x_mm, y_mm, z], ...]})"
     if loader is not None:

@@ -100,9 +100,7 @@ def _result(pairs: list[tuple[int, int]], gt: np.ndarray, pred: np.ndarray) -> M
     )
 
 
-def within_radius_pairs(
-    gt: np.ndarray, pred: np.ndarray, radius: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def within_radius_pairs(gt: np.ndarray, pred: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (gt, pred) index pairs at distance <= radius, with their distances.
 
     Returns:
@@ -181,9 +179,7 @@ def augmenting_order_matching(
     return match_pred, gained
 
 
-def _optimal(
-    gt: np.ndarray, pred: np.ndarray, radius: float, scores: np.ndarray | None
-) -> list[tuple[int, int]]:
+def _optimal(gt: np.ndarray, pred: np.ndarray, radius: float, scores: np.ndarray | None) -> list[tuple[int, int]]:
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components

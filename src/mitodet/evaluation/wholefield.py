@@ -88,8 +88,9 @@ class FieldResult:
     look_alikes_um: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
-def collect(detector, records: Iterable[ImageRecord], images: Iterable[np.ndarray] | None = None,
-            progress: bool = False) -> list[FieldResult]:
+def collect(
+    detector, records: Iterable[ImageRecord], images: Iterable[np.ndarray] | None = None, progress: bool = False
+) -> list[FieldResult]:
     """Run ``detector`` (a :class:`~mitodet.inference.predictor.Detector`, second stage
     included when it has one) on each record's whole image and keep every candidate."""
     from mitodet.data.images import read_rgb
@@ -105,10 +106,17 @@ def collect(detector, records: Iterable[ImageRecord], images: Iterable[np.ndarra
     for rec in bar:
         img = next(imgs) if imgs is not None else read_rgb(rec.image)
         det = detector.detect_array(img, rec.mpp, threshold=0.0)
-        out.append(FieldResult(
-            name=str(rec.image), lab=lab_group(rec), area_mm2=tissue_area_mm2(img, rec.mpp),
-            gt_um=rec.mitoses * rec.mpp, pred_um=det.points * rec.mpp, scores=det.scores,
-            look_alikes_um=rec.hard_negatives * rec.mpp))
+        out.append(
+            FieldResult(
+                name=str(rec.image),
+                lab=lab_group(rec),
+                area_mm2=tissue_area_mm2(img, rec.mpp),
+                gt_um=rec.mitoses * rec.mpp,
+                pred_um=det.points * rec.mpp,
+                scores=det.scores,
+                look_alikes_um=rec.hard_negatives * rec.mpp,
+            )
+        )
     return out
 
 
@@ -142,17 +150,30 @@ class WholeFieldSweep:
         r = tp / max(self.n_gt, 1)
         f = fp / max(self.area_mm2, 1e-12)
         p = r * density / (r * density + f) if r * density + f > 0 else 0.0
-        return {"threshold": float(threshold), "tp": tp, "fp": fp, "fn": self.n_gt - tp, "recall": r,
-                "fp_per_mm2": f, "precision_at_density": p,
-                "f1_at_density": 2 * p * r / (p + r) if p + r > 0 else 0.0, "density": density}
+        return {
+            "threshold": float(threshold),
+            "tp": tp,
+            "fp": fp,
+            "fn": self.n_gt - tp,
+            "recall": r,
+            "fp_per_mm2": f,
+            "precision_at_density": p,
+            "f1_at_density": 2 * p * r / (p + r) if p + r > 0 else 0.0,
+            "density": density,
+        }
 
 
 def sweep(results: Sequence[FieldResult], radius_um: float = RADIUS_UM) -> WholeFieldSweep:
     """Pool the candidates of ``results`` (optimal one-to-one matching at ``radius_um``)."""
-    s = threshold_sweep([r.gt_um for r in results], [r.pred_um for r in results],
-                        [r.scores for r in results], [radius_um] * len(results))
-    return WholeFieldSweep(s.thresholds, s.tp, s.fp, int(sum(len(r.gt_um) for r in results)),
-                           float(sum(r.area_mm2 for r in results)))
+    s = threshold_sweep(
+        [r.gt_um for r in results],
+        [r.pred_um for r in results],
+        [r.scores for r in results],
+        [radius_um] * len(results),
+    )
+    return WholeFieldSweep(
+        s.thresholds, s.tp, s.fp, int(sum(len(r.gt_um) for r in results)), float(sum(r.area_mm2 for r in results))
+    )
 
 
 def best_threshold(sw: WholeFieldSweep, density: float = DEFAULT_DENSITY_PER_MM2) -> float:
@@ -169,7 +190,9 @@ def best_threshold(sw: WholeFieldSweep, density: float = DEFAULT_DENSITY_PER_MM2
     return float(round((sw.thresholds[k] + lower) / 2, 4))
 
 
-def look_alikes_rejected(results: Sequence[FieldResult], threshold: float, radius_um: float = RADIUS_UM) -> tuple[int, int]:
+def look_alikes_rejected(
+    results: Sequence[FieldResult], threshold: float, radius_um: float = RADIUS_UM
+) -> tuple[int, int]:
     """(rejected, total): labelled look-alikes with no detection >= threshold within the radius."""
     rejected = total = 0
     for r in results:
@@ -182,8 +205,13 @@ def look_alikes_rejected(results: Sequence[FieldResult], threshold: float, radiu
     return rejected, total
 
 
-def table_rows(results: Sequence[FieldResult], threshold: float, densities: Sequence[float] = REPORT_DENSITIES,
-               radius_um: float = RADIUS_UM, density: float = DEFAULT_DENSITY_PER_MM2) -> list[dict]:
+def table_rows(
+    results: Sequence[FieldResult],
+    threshold: float,
+    densities: Sequence[float] = REPORT_DENSITIES,
+    radius_um: float = RADIUS_UM,
+    density: float = DEFAULT_DENSITY_PER_MM2,
+) -> list[dict]:
     """One row per lab group and one for all: counts, recall, FP/mm2, precision and F1 at
     ``density`` and F1 at each of ``densities``, at ``threshold``; and the best F1 at
     ``density`` over all thresholds with its threshold."""
@@ -218,8 +246,10 @@ def validation_records(spec, split: str = "val", labs: Sequence[str] | None = No
     if labs:
         unknown = sorted(set(labs) - {lab_group(r) for r in records})
         if unknown:
-            raise ValueError(f"no label-complete {split} images of lab(s) {unknown}; labs present: "
-                             f"{sorted({lab_group(r) for r in records})}")
+            raise ValueError(
+                f"no label-complete {split} images of lab(s) {unknown}; labs present: "
+                f"{sorted({lab_group(r) for r in records})}"
+            )
         records = [r for r in records if lab_group(r) in labs]
     return records
 
@@ -234,9 +264,17 @@ def full_frame_results(detector, spec) -> list[FieldResult]:
             continue
         det = detector.detect_path(rec.image, mpp=rec.mpp, threshold=0.0)
         h, w = det.image_shape
-        out.append(FieldResult(name=rec.image.name, lab=lab_group(rec), area_mm2=h * w * rec.mpp ** 2 * 1e-6,
-                               gt_um=rec.mitoses * rec.mpp, pred_um=det.points * rec.mpp, scores=det.scores,
-                               look_alikes_um=rec.hard_negatives * rec.mpp))
+        out.append(
+            FieldResult(
+                name=rec.image.name,
+                lab=lab_group(rec),
+                area_mm2=h * w * rec.mpp**2 * 1e-6,
+                gt_um=rec.mitoses * rec.mpp,
+                pred_um=det.points * rec.mpp,
+                scores=det.scores,
+                look_alikes_um=rec.hard_negatives * rec.mpp,
+            )
+        )
     return out
 
 
@@ -248,7 +286,19 @@ def frame_row(results: Sequence[FieldResult], threshold: float, radius_um: float
     at = sw.at(threshold)
     p, r, f1 = precision_recall_f1(at["tp"], at["fp"], at["fn"])
     rej, tot = look_alikes_rejected(results, threshold, radius_um)
-    return {"lab": "frames: " + ", ".join(sorted({x.lab for x in results})), "images": len(results),
-            "mitoses": sw.n_gt, "area_mm2": sw.area_mm2, "threshold": threshold, "tp": at["tp"], "fp": at["fp"],
-            "fn": at["fn"], "precision": p, "recall": r, "f1": f1, "fp_per_mm2": at["fp_per_mm2"],
-            "look_alikes_rejected": rej, "look_alikes": tot}
+    return {
+        "lab": "frames: " + ", ".join(sorted({x.lab for x in results})),
+        "images": len(results),
+        "mitoses": sw.n_gt,
+        "area_mm2": sw.area_mm2,
+        "threshold": threshold,
+        "tp": at["tp"],
+        "fp": at["fp"],
+        "fn": at["fn"],
+        "precision": p,
+        "recall": r,
+        "f1": f1,
+        "fp_per_mm2": at["fp_per_mm2"],
+        "look_alikes_rejected": rej,
+        "look_alikes": tot,
+    }

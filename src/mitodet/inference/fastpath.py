@@ -28,8 +28,9 @@ from torch import nn
 _LEVELS = ("0", "1", "2", "3", "pool")
 
 
-def set_test_proposals(model: nn.Module, pre_nms_top_n: int | None = None,
-                       post_nms_top_n: int | None = None) -> nn.Module:
+def set_test_proposals(
+    model: nn.Module, pre_nms_top_n: int | None = None, post_nms_top_n: int | None = None
+) -> nn.Module:
     """Change the RPN's test-time proposal counts in place; returns ``model``.
 
     Args:
@@ -94,9 +95,16 @@ def export_backbone_onnx(model: nn.Module, path: str | Path, opset: int = 17) ->
     x = torch.zeros(1, 3, 256, 256)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=opset,
-                          input_names=["images"], output_names=[f"level_{k}" for k in _LEVELS],
-                          dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}})
+        torch.onnx.export(
+            module,
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=[f"level_{k}" for k in _LEVELS],
+            dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}},
+        )
     return path
 
 
@@ -128,8 +136,7 @@ class OnnxBackbone(nn.Module):
         return OrderedDict((k, torch.from_numpy(o)) for k, o in zip(_LEVELS, outs))
 
 
-def with_onnx_backbone(model: nn.Module, onnx_path: str | Path | None = None,
-                       threads: int | None = None) -> nn.Module:
+def with_onnx_backbone(model: nn.Module, onnx_path: str | Path | None = None, threads: int | None = None) -> nn.Module:
     """A copy of ``model`` whose backbone runs in ONNX Runtime (for inference only).
 
     The original model is left unchanged; the copy shares its RPN and RoI heads. Exports
@@ -165,5 +172,11 @@ def backbone_parity(model: nn.Module, fast: nn.Module, images: torch.Tensor) -> 
     return max(diffs), max(rel)
 
 
-__all__ = ["set_test_proposals", "to_channels_last", "export_backbone_onnx", "OnnxBackbone",
-           "with_onnx_backbone", "backbone_parity"]
+__all__ = [
+    "set_test_proposals",
+    "to_channels_last",
+    "export_backbone_onnx",
+    "OnnxBackbone",
+    "with_onnx_backbone",
+    "backbone_parity",
+]

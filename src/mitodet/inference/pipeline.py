@@ -63,9 +63,24 @@ OUTPUT_SUFFIXES: dict[str, str] = {
 
 _RESERVED = {"summary"}  # would collide with the batch index summary.csv
 _OWN_OUTPUT_ENDINGS = (".overlay.png", ".heatmap.png")
-INDEX_COLUMNS = ("file", "name", "status", "kind", "mpp", "count", "tissue_area_mm2", "count_per_mm2",
-                 "hotspot_count", "hotspot_per_10hpf", "mitotic_score", "precision", "recall", "f1", "seconds",
-                 "error")
+INDEX_COLUMNS = (
+    "file",
+    "name",
+    "status",
+    "kind",
+    "mpp",
+    "count",
+    "tissue_area_mm2",
+    "count_per_mm2",
+    "hotspot_count",
+    "hotspot_per_10hpf",
+    "mitotic_score",
+    "precision",
+    "recall",
+    "f1",
+    "seconds",
+    "error",
+)
 
 
 @dataclass
@@ -111,8 +126,9 @@ class BatchResult:
 # ----------------------------------------------------------------------------- inputs and names
 
 
-def collect_inputs(paths: Iterable[str | os.PathLike[str]], recursive: bool = False,
-                   exclude: Sequence[str | os.PathLike[str]] = ()) -> list[Path]:
+def collect_inputs(
+    paths: Iterable[str | os.PathLike[str]], recursive: bool = False, exclude: Sequence[str | os.PathLike[str]] = ()
+) -> list[Path]:
     """Expand files and folders into the list of images to process (folder contents sorted).
 
     Files given explicitly are kept whatever their ending (a missing one fails later, in the
@@ -163,8 +179,11 @@ def output_names(paths: Sequence[Path]) -> list[str]:
     used: set[str] = set()
     names = []
     for p in paths:
-        base = p.name[: -len(".ome.tiff")] if p.name.lower().endswith(".ome.tiff") else (
-            p.name[: -len(".ome.tif")] if p.name.lower().endswith(".ome.tif") else p.stem)
+        base = (
+            p.name[: -len(".ome.tiff")]
+            if p.name.lower().endswith(".ome.tiff")
+            else (p.name[: -len(".ome.tif")] if p.name.lower().endswith(".ome.tif") else p.stem)
+        )
         base = base or "image"
         name, k = base, 1
         while name.lower() in used or name.lower() in _RESERVED:
@@ -253,8 +272,17 @@ def _evaluate(gt_pts: np.ndarray, det, radius_um: float) -> tuple[dict[str, Any]
 
     m = match_points(gt_pts, det.points, radius_um / det.mpp, scores=det.scores, mode="optimal")
     p, r, f1 = precision_recall_f1(m.tp, m.fp, m.fn)
-    ev = {"tp": m.tp, "fp": m.fp, "fn": m.fn, "precision": p, "recall": r, "f1": f1, "n_gt": int(len(gt_pts)),
-          "radius_um": radius_um, "matching": "optimal (maximum number of one-to-one matches within the radius)"}
+    ev = {
+        "tp": m.tp,
+        "fp": m.fp,
+        "fn": m.fn,
+        "precision": p,
+        "recall": r,
+        "f1": f1,
+        "n_gt": int(len(gt_pts)),
+        "radius_um": radius_um,
+        "matching": "optimal (maximum number of one-to-one matches within the radius)",
+    }
     parts = (det.points[m.matched_pred], det.points[~m.matched_pred], gt_pts[~m.matched_gt])
     return ev, parts
 
@@ -270,36 +298,59 @@ def _markdown_extra(summary: dict[str, Any]) -> str:
     lines = []
     ev = summary.get("evaluation")
     if ev:
-        lines += ["## Against the ground truth", "",
-                  f"Ground truth: `{ev.get('gt_file')}` ({ev['n_gt']} mitoses); matching within "
-                  f"{ev['radius_um']:g} µm, one-to-one, optimal.", "",
-                  "| TP | FP | FN | Precision | Recall | F1 |", "|---|---|---|---|---|---|",
-                  f"| {ev['tp']} | {ev['fp']} | {ev['fn']} | {ev['precision']:.3f} | {ev['recall']:.3f} | "
-                  f"{ev['f1']:.3f} |", ""]
+        lines += [
+            "## Against the ground truth",
+            "",
+            f"Ground truth: `{ev.get('gt_file')}` ({ev['n_gt']} mitoses); matching within "
+            f"{ev['radius_um']:g} µm, one-to-one, optimal.",
+            "",
+            "| TP | FP | FN | Precision | Recall | F1 |",
+            "|---|---|---|---|---|---|",
+            f"| {ev['tp']} | {ev['fp']} | {ev['fn']} | {ev['precision']:.3f} | {ev['recall']:.3f} | {ev['f1']:.3f} |",
+            "",
+        ]
     det = summary.get("detection", {})
     tis = summary.get("tissue", {})
-    lines += ["## How this was measured", "",
-              f"- Pixel size: {summary.get('mpp'):.4g} µm/px ({summary.get('mpp_source')}).",
-              f"- Model: {summary.get('model', {}).get('preset')} at {det.get('working_mpp')} µm/px, "
-              f"threshold {summary.get('score_threshold')}; {det.get('tiles_run')} of {det.get('tiles')} tiles run.",
-              f"- Tissue: {tis.get('method')}."]
+    lines += [
+        "## How this was measured",
+        "",
+        f"- Pixel size: {summary.get('mpp'):.4g} µm/px ({summary.get('mpp_source')}).",
+        f"- Model: {summary.get('model', {}).get('preset')} at {det.get('working_mpp')} µm/px, "
+        f"threshold {summary.get('score_threshold')}; {det.get('tiles_run')} of {det.get('tiles')} tiles run.",
+        f"- Tissue: {tis.get('method')}.",
+    ]
     for n in summary.get("notes", []):
         lines.append(f"- Note: {n}")
     lines.append("")
     return "\n".join(lines)
 
 
-def process_file(detector, path: Path, name: str, out_dir: Path, opts: _Options, settings: dict[str, Any],
-                 gt_points: dict | None = None, gt_file: str | None = None, single_pair: bool = False,
-                 overwrite: bool = False) -> FileResult:
+def process_file(
+    detector,
+    path: Path,
+    name: str,
+    out_dir: Path,
+    opts: _Options,
+    settings: dict[str, Any],
+    gt_points: dict | None = None,
+    gt_file: str | None = None,
+    single_pair: bool = False,
+    overwrite: bool = False,
+) -> FileResult:
     """Detect, read out and write every output of one input (see the module docstring)."""
     from mitodet import __version__
     from mitodet.evaluation.io import image_key
     from mitodet.inference.predictor import THUMBNAIL_MAX_SIDE
     from mitodet.inference.slide import open_image, read_thumbnail, resolve_mpp
     from mitodet.inference.tissue import SUMMARY_CELL_UM
-    from mitodet.report.outputs import atomic_write_text, summary_markdown, write_csv, write_geojson, \
-        write_midog_json, write_summary
+    from mitodet.report.outputs import (
+        atomic_write_text,
+        summary_markdown,
+        write_csv,
+        write_geojson,
+        write_midog_json,
+        write_summary,
+    )
     from mitodet.report.readout import summarize
     from mitodet.report.viz import draw_detections, draw_evaluation, heatmap_overlay, save_image
 
@@ -310,8 +361,14 @@ def process_file(detector, path: Path, name: str, out_dir: Path, opts: _Options,
     if not overwrite:
         done = _complete_summary(marker, key, out_dir)
         if done is not None:
-            return FileResult(path, name, "skipped", summary=done, outputs=list(done.get("outputs", [])),
-                              seconds=time.perf_counter() - t0)
+            return FileResult(
+                path,
+                name,
+                "skipped",
+                summary=done,
+                outputs=list(done.get("outputs", [])),
+                seconds=time.perf_counter() - t0,
+            )
     marker.unlink(missing_ok=True)  # from here on the file counts as not done until the marker is back
     notes: list[str] = []
     with open_image(path, reader=opts.reader) as src:
@@ -323,11 +380,14 @@ def process_file(detector, path: Path, name: str, out_dir: Path, opts: _Options,
         if src.pixel_size.mpp_y and mpp_source != "--mpp" and abs(src.pixel_size.mpp_y - mpp) > 0.02 * mpp:
             notes.append(f"non-square pixels ({mpp:g} x {src.pixel_size.mpp_y:g} um); the x size is used")
         if mpp > 2.0 * detector.mpp:
-            notes.append(f"the image ({mpp:g} um/px) is much coarser than the model's working resolution "
-                         f"({detector.mpp:g} um/px): mitoses may not be resolved; scan at x20 or x40")
+            notes.append(
+                f"the image ({mpp:g} um/px) is much coarser than the model's working resolution "
+                f"({detector.mpp:g} um/px): mitoses may not be resolved; scan at x20 or x40"
+            )
         thumb, d = read_thumbnail(src, THUMBNAIL_MAX_SIDE)
-        det = detector.detect_source(src, mpp, threshold=opts.threshold, tissue=opts.tissue,
-                                     progress=opts.progress, thumbnail=(thumb, d))
+        det = detector.detect_source(
+            src, mpp, threshold=opts.threshold, tissue=opts.tissue, progress=opts.progress, thumbnail=(thumb, d)
+        )
         kind = src.kind
         source_info = src.describe()
         full = src.in_memory()
@@ -387,39 +447,55 @@ def process_file(detector, path: Path, name: str, out_dir: Path, opts: _Options,
         notes.append("no tissue found: nothing was analysed (check the overlay; --tissue off analyses everything)")
     if mask is not None:
         summary_mask = mask.resized(2048, min_cell_px=SUMMARY_CELL_UM / mpp).mask
-    summary = summarize(det.points, det.scores, mpp, det.image_shape, tissue_mask=summary_mask,
-                        field_area_mm2=opts.field_area_mm2)
+    summary = summarize(
+        det.points, det.scores, mpp, det.image_shape, tissue_mask=summary_mask, field_area_mm2=opts.field_area_mm2
+    )
     summary["score_threshold"] = det.threshold
-    summary.update({
-        "image": str(path),
-        "name": name,
-        "kind": kind,
-        "mpp_source": mpp_source,
-        "model": {"dir": None if detector.model_dir is None else str(detector.model_dir),
-                  "preset": detector.config.preset, "working_mpp": detector.mpp,
-                  "second_stage": (None if getattr(detector, "rescorer", None) is None
-                                   else {"patch_px": detector.rescorer.config.patch_px,
-                                         "mpp": detector.rescorer.config.mpp,
-                                         "combine": detector.rescorer.config.combine}),
-                  "fingerprint": settings.get("model")},
-        "detection": det.info,
-        "tissue": (mask.to_dict(mpp) if mask is not None else
-                   {"method": "none: the whole image counts as tissue (HPF image; use --tissue on to detect it)"}),
-        "source": source_info,
-        "evaluation": ev,
-        "notes": notes,
-    })
+    summary.update(
+        {
+            "image": str(path),
+            "name": name,
+            "kind": kind,
+            "mpp_source": mpp_source,
+            "model": {
+                "dir": None if detector.model_dir is None else str(detector.model_dir),
+                "preset": detector.config.preset,
+                "working_mpp": detector.mpp,
+                "second_stage": (
+                    None
+                    if getattr(detector, "rescorer", None) is None
+                    else {
+                        "patch_px": detector.rescorer.config.patch_px,
+                        "mpp": detector.rescorer.config.mpp,
+                        "combine": detector.rescorer.config.combine,
+                    }
+                ),
+                "fingerprint": settings.get("model"),
+            },
+            "detection": det.info,
+            "tissue": (
+                mask.to_dict(mpp)
+                if mask is not None
+                else {"method": "none: the whole image counts as tissue (HPF image; use --tissue on to detect it)"}
+            ),
+            "source": source_info,
+            "evaluation": ev,
+            "notes": notes,
+        }
+    )
     md = summary_markdown(summary) + "\n" + _markdown_extra(summary)
     atomic_write_text(paths["summary_md"], md)
     written.append(paths["summary_md"].name)
     seconds = time.perf_counter() - t0
-    summary.update({
-        "outputs": written + [marker.name],
-        "seconds": seconds,
-        "mitodet_version": __version__,
-        "run": {"key": key, "settings": settings},
-        "status": "complete",
-    })
+    summary.update(
+        {
+            "outputs": written + [marker.name],
+            "seconds": seconds,
+            "mitodet_version": __version__,
+            "run": {"key": key, "settings": settings},
+            "status": "complete",
+        }
+    )
     write_summary(marker, None, summary)  # the completion marker: always last
     return FileResult(path, name, "done", summary=summary, outputs=list(summary["outputs"]), seconds=seconds)
 
@@ -441,12 +517,21 @@ def index_row(r: FileResult) -> dict[str, str]:
     ev = s.get("evaluation") or {}
     nt = s.get("nottingham") or {}
     return {
-        "file": str(r.path), "name": r.name, "status": r.status, "kind": _fmt(s.get("kind")),
-        "mpp": _fmt(s.get("mpp")), "count": _fmt(s.get("count")),
-        "tissue_area_mm2": _fmt(s.get("tissue_area_mm2")), "count_per_mm2": _fmt(s.get("count_per_mm2")),
-        "hotspot_count": _fmt(hot.get("count")), "hotspot_per_10hpf": _fmt(hot.get("count_per_10hpf")),
-        "mitotic_score": _fmt(nt.get("score")), "precision": _fmt(ev.get("precision")),
-        "recall": _fmt(ev.get("recall")), "f1": _fmt(ev.get("f1")), "seconds": _fmt(r.seconds),
+        "file": str(r.path),
+        "name": r.name,
+        "status": r.status,
+        "kind": _fmt(s.get("kind")),
+        "mpp": _fmt(s.get("mpp")),
+        "count": _fmt(s.get("count")),
+        "tissue_area_mm2": _fmt(s.get("tissue_area_mm2")),
+        "count_per_mm2": _fmt(s.get("count_per_mm2")),
+        "hotspot_count": _fmt(hot.get("count")),
+        "hotspot_per_10hpf": _fmt(hot.get("count_per_10hpf")),
+        "mitotic_score": _fmt(nt.get("score")),
+        "precision": _fmt(ev.get("precision")),
+        "recall": _fmt(ev.get("recall")),
+        "f1": _fmt(ev.get("f1")),
+        "seconds": _fmt(r.seconds),
         "error": r.error or "",
     }
 
@@ -533,12 +618,15 @@ def plan_batch(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file of that name, no permission, read-only filesystem...
-        raise ValueError(f"cannot create the output folder {out} ({exc.strerror or exc}); pass --out a folder "
-                         "path you can write to") from None
+        raise ValueError(
+            f"cannot create the output folder {out} ({exc.strerror or exc}); pass --out a folder path you can write to"
+        ) from None
     inputs = collect_inputs(paths, recursive=recursive, exclude=[out])
     if not inputs:
-        raise ValueError(f"no images found in {', '.join(str(p) for p in paths)}; mitodet reads PNG, JPEG, TIFF "
-                         "and whole-slide formats (SVS, NDPI, MRXS, ...)")
+        raise ValueError(
+            f"no images found in {', '.join(str(p) for p in paths)}; mitodet reads PNG, JPEG, TIFF "
+            "and whole-slide formats (SVS, NDPI, MRXS, ...)"
+        )
     names = output_names(inputs)
     if detector is None:
         detector = Detector.load(model)
@@ -549,15 +637,28 @@ def plan_batch(
 
         gt_points = load_points(gt)
         gt_file = str(gt)
-    opts = _Options(mpp=mpp, threshold=threshold, field_area_mm2=float(field_area_mm2), tissue=tissue,
-                    heatmap=bool(heatmap), reader=reader,
-                    radius_um=None if radius_um is None else float(radius_um), progress=progress)
+    opts = _Options(
+        mpp=mpp,
+        threshold=threshold,
+        field_area_mm2=float(field_area_mm2),
+        tissue=tissue,
+        heatmap=bool(heatmap),
+        reader=reader,
+        radius_um=None if radius_um is None else float(radius_um),
+        progress=progress,
+    )
     settings = {
         "model": model_fingerprint(detector),
         "threshold": detector.threshold if threshold is None else float(threshold),
-        "mpp": mpp, "tissue": tissue, "heatmap": bool(heatmap), "reader": reader,
-        "field_area_mm2": float(field_area_mm2), "radius_um": None if radius_um is None else float(radius_um),
-        "tile_px": detector.tile_px, "overlap_px": detector.overlap_px, "flip_tta": detector.flip_tta,
+        "mpp": mpp,
+        "tissue": tissue,
+        "heatmap": bool(heatmap),
+        "reader": reader,
+        "field_area_mm2": float(field_area_mm2),
+        "radius_um": None if radius_um is None else float(radius_um),
+        "tile_px": detector.tile_px,
+        "overlap_px": detector.overlap_px,
+        "flip_tta": detector.flip_tta,
         "backend": getattr(detector, "backend", "torch"),
         "gt": None if gt is None else _file_identity(Path(gt)),
     }
@@ -620,9 +721,22 @@ def detect_files(
         ValueError / FileNotFoundError / DataFormatError: bad arguments, a missing model or
             an unreadable ground-truth file (before any image is processed).
     """
-    plan = plan_batch(paths, out_dir, detector=detector, model=model, mpp=mpp, threshold=threshold, gt=gt,
-                      field_area_mm2=field_area_mm2, tissue=tissue, heatmap=heatmap, radius_um=radius_um,
-                      recursive=recursive, reader=reader, progress=progress)
+    plan = plan_batch(
+        paths,
+        out_dir,
+        detector=detector,
+        model=model,
+        mpp=mpp,
+        threshold=threshold,
+        gt=gt,
+        field_area_mm2=field_area_mm2,
+        tissue=tissue,
+        heatmap=heatmap,
+        radius_um=radius_um,
+        recursive=recursive,
+        reader=reader,
+        progress=progress,
+    )
     results: list[FileResult] = []
     it: Iterable[tuple[Path, str]] = zip(plan.inputs, plan.names)
     n = len(plan.inputs)
@@ -637,8 +751,18 @@ def detect_files(
     for k, (path, name) in enumerate(it, 1):
         t0 = time.perf_counter()
         try:
-            r = process_file(plan.detector, path, name, plan.out_dir, plan.options, plan.settings, plan.gt_points,
-                             plan.gt_file, single_pair=n == 1, overwrite=overwrite)
+            r = process_file(
+                plan.detector,
+                path,
+                name,
+                plan.out_dir,
+                plan.options,
+                plan.settings,
+                plan.gt_points,
+                plan.gt_file,
+                single_pair=n == 1,
+                overwrite=overwrite,
+            )
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # one bad file must not stop the batch
@@ -670,12 +794,30 @@ def _describe(k: int, n: int, r: FileResult) -> str:
     parts.append(f"score {nt if nt is not None else 'n/a'}")
     ev = s.get("evaluation")
     if ev:
-        parts.append(f"P {ev['precision']:.3f} R {ev['recall']:.3f} F1 {ev['f1']:.3f} "
-                     f"(TP {ev['tp']} FP {ev['fp']} FN {ev['fn']})")
+        parts.append(
+            f"P {ev['precision']:.3f} R {ev['recall']:.3f} F1 {ev['f1']:.3f} "
+            f"(TP {ev['tp']} FP {ev['fp']} FN {ev['fn']})"
+        )
     tail = " (already done, skipped)" if r.status == "skipped" else f" in {r.seconds:.1f} s"
     return f"{head}: " + ", ".join(parts) + tail
 
 
-__all__ = ["INDEX_NAME", "OUTPUT_SUFFIXES", "DEFAULT_RADIUS_UM", "FileResult", "BatchResult", "collect_inputs",
-           "output_names", "output_paths", "model_fingerprint", "run_key", "process_file", "index_row",
-           "write_index", "BatchPlan", "plan_batch", "failed_result", "detect_files"]
+__all__ = [
+    "INDEX_NAME",
+    "OUTPUT_SUFFIXES",
+    "DEFAULT_RADIUS_UM",
+    "FileResult",
+    "BatchResult",
+    "collect_inputs",
+    "output_names",
+    "output_paths",
+    "model_fingerprint",
+    "run_key",
+    "process_file",
+    "index_row",
+    "write_index",
+    "BatchPlan",
+    "plan_batch",
+    "failed_result",
+    "detect_files",
+]

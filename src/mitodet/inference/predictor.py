@@ -66,8 +66,13 @@ class Detections:
     def above(self, threshold: float) -> "Detections":
         keep = self.scores >= threshold
         first = None if self.first_scores is None else self.first_scores[keep]
-        return replace(self, points=self.points[keep], scores=self.scores[keep],
-                       threshold=max(threshold, self.threshold), first_scores=first)
+        return replace(
+            self,
+            points=self.points[keep],
+            scores=self.scores[keep],
+            threshold=max(threshold, self.threshold),
+            first_scores=first,
+        )
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -81,13 +86,16 @@ def resolve_model_dir(model: str | Path | None) -> Path:
     """``None`` / ``"default"`` -> the bundled model; anything else must be a model folder."""
     if model is None or str(model) == "default":
         if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
-            raise FileNotFoundError(f"the bundled default model is missing from {DEFAULT_MODEL_DIR}; "
-                                    "reinstall mitodet or pass --model DIR of a model trained with `mitodet train`")
+            raise FileNotFoundError(
+                f"the bundled default model is missing from {DEFAULT_MODEL_DIR}; "
+                "reinstall mitodet or pass --model DIR of a model trained with `mitodet train`"
+            )
         return DEFAULT_MODEL_DIR
     path = Path(model)
     if not path.is_dir():
-        raise FileNotFoundError(f"model folder {path} does not exist; pass 'default' or a folder holding "
-                                "model.safetensors and config.json")
+        raise FileNotFoundError(
+            f"model folder {path} does not exist; pass 'default' or a folder holding model.safetensors and config.json"
+        )
     return path
 
 
@@ -113,9 +121,18 @@ class Detector:
             ``benchmarks/speed.py``, outputs within 1e-5 of torch's (``tests/inference/test_fastpath.py``).
     """
 
-    def __init__(self, model, threshold: float | None = None, tile_px: int = 512, overlap_px: int | None = None,
-                 batch_size: int = 4, flip_tta: bool = False, model_dir: str | Path | None = None,
-                 backend: str = "torch", rescorer=None) -> None:
+    def __init__(
+        self,
+        model,
+        threshold: float | None = None,
+        tile_px: int = 512,
+        overlap_px: int | None = None,
+        batch_size: int = 4,
+        flip_tta: bool = False,
+        model_dir: str | Path | None = None,
+        backend: str = "torch",
+        rescorer=None,
+    ) -> None:
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         keep_freed_memory()  # glibc reuses freed tensors: 1.56x per HPF in benchmarks/speed.py (mitodet.runtime)
@@ -185,14 +202,16 @@ class Detector:
         res = [(boxes_to_points(o["boxes"].numpy()), o["scores"].numpy().astype(np.float64)) for o in outs]
         if self.flip_tta:
             flipped = self.model([t.flip(-1) for t in tensors])
-            res = [_merge_flip(r, o, im.shape[1], self.config.box_size_px / 2)
-                   for r, o, im in zip(res, flipped, images)]
+            res = [
+                _merge_flip(r, o, im.shape[1], self.config.box_size_px / 2) for r, o, im in zip(res, flipped, images)
+            ]
         return res
 
     # ------------------------------------------------------------------ public entry points
 
-    def detect_array(self, image: np.ndarray, mpp: float, threshold: float | None = None,
-                     progress: bool = False, tissue: str = "off") -> Detections:
+    def detect_array(
+        self, image: np.ndarray, mpp: float, threshold: float | None = None, progress: bool = False, tissue: str = "off"
+    ) -> Detections:
         """Detect mitoses in an (H, W, 3) uint8 RGB image of pixel size ``mpp`` (um/px).
 
         Args:
@@ -207,14 +226,24 @@ class Detector:
 
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             shape = getattr(image, "shape", None)
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {shape} {getattr(image, 'dtype', type(image))}")
+            raise ValueError(
+                f"expected an (H, W, 3) uint8 RGB image, got {shape} {getattr(image, 'dtype', type(image))}"
+            )
         if tissue not in ("on", "off"):
             raise ValueError(f"tissue must be 'on' or 'off' for an array, got {tissue!r}")
-        return self.detect_source(ArraySource(image), _check_mpp(mpp), threshold=threshold, progress=progress,
-                                  tissue=tissue)
+        return self.detect_source(
+            ArraySource(image), _check_mpp(mpp), threshold=threshold, progress=progress, tissue=tissue
+        )
 
-    def detect_path(self, path: str | Path, mpp: float | None = None, threshold: float | None = None,
-                    tissue: str = "auto", progress: bool = False, reader: str = "auto") -> Detections:
+    def detect_path(
+        self,
+        path: str | Path,
+        mpp: float | None = None,
+        threshold: float | None = None,
+        tissue: str = "auto",
+        progress: bool = False,
+        reader: str = "auto",
+    ) -> Detections:
         """Detect mitoses in an HPF image (PNG, JPEG, TIFF) or a whole-slide image.
 
         Args:
@@ -235,9 +264,16 @@ class Detector:
             det.info.update(mpp_source=source, source=src.describe())
             return det
 
-    def detect_source(self, source, mpp: float, threshold: float | None = None, tissue: str = "auto",
-                      progress: bool = False, thumbnail: tuple[np.ndarray, tuple[float, float]] | None = None,
-                      tissue_mask=None) -> Detections:
+    def detect_source(
+        self,
+        source,
+        mpp: float,
+        threshold: float | None = None,
+        tissue: str = "auto",
+        progress: bool = False,
+        thumbnail: tuple[np.ndarray, tuple[float, float]] | None = None,
+        tissue_mask=None,
+    ) -> Detections:
         """Detect mitoses in an open :class:`~mitodet.inference.slide.ImageSource`.
 
         The three steps are public so that other executors (the Ray backend) run the same
@@ -261,8 +297,14 @@ class Detector:
             per_tile.extend(self.run_batch(source, plan, batch))
         return self.merge(source, plan, per_tile, threshold=threshold, t_start=t_start)
 
-    def plan_tiles(self, source, mpp: float, tissue: str = "auto",
-                   thumbnail: tuple[np.ndarray, tuple[float, float]] | None = None, tissue_mask=None) -> "TilePlan":
+    def plan_tiles(
+        self,
+        source,
+        mpp: float,
+        tissue: str = "auto",
+        thumbnail: tuple[np.ndarray, tuple[float, float]] | None = None,
+        tissue_mask=None,
+    ) -> "TilePlan":
         """The working grid of ``source``, its tiles, the batches to run and the tissue mask.
 
         Args: as for :meth:`detect_source`.
@@ -296,7 +338,7 @@ class Detector:
                     continue
             run.append(t)
         n = self.batch_size
-        batches = [run[i:i + n] for i in range(0, len(run), n)]
+        batches = [run[i : i + n] for i in range(0, len(run), n)]
         return TilePlan(tiles, run, batches, mask, float(mpp), level, (fx, fy), (sx, sy), (hw, ww), mpp * ldx)
 
     def run_batch(self, source, plan: "TilePlan", batch: Sequence[Tile]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -314,9 +356,15 @@ class Detector:
             crops.append(resize_region(source, plan.level, (x0 * fx, y0 * fy, x1 * fx, y1 * fy), (x1 - x0, y1 - y0)))
         return [(t.to_image(pts), sc) for t, (pts, sc) in zip(batch, self.predict_working(crops))]
 
-    def merge(self, source, plan: "TilePlan", per_tile: Sequence[tuple[np.ndarray, np.ndarray]],
-              threshold: float | None = None, t_start: float | None = None,
-              extra_info: dict | None = None) -> Detections:
+    def merge(
+        self,
+        source,
+        plan: "TilePlan",
+        per_tile: Sequence[tuple[np.ndarray, np.ndarray]],
+        threshold: float | None = None,
+        t_start: float | None = None,
+        extra_info: dict | None = None,
+    ) -> Detections:
         """Merge the detections of every tile of ``plan.run`` (in that order) into :class:`Detections`.
 
         Each detection is kept by the tile whose core holds it; points go back to level-0
@@ -344,22 +392,38 @@ class Detector:
             t_second = time.perf_counter() - t2
         order = np.argsort(-sc, kind="stable")
         info = {
-            "tiles": len(plan.tiles), "tiles_run": len(plan.run), "tiles_skipped": len(plan.tiles) - len(plan.run),
-            "tile_px": self.tile_px, "overlap_px": self.overlap_px, "working_mpp": self.mpp,
-            "working_shape": list(plan.working_shape), "level": plan.level, "level_mpp": plan.level_mpp,
-            "n_off_tissue": n_off, "n_candidates": int(len(sc)),
+            "tiles": len(plan.tiles),
+            "tiles_run": len(plan.run),
+            "tiles_skipped": len(plan.tiles) - len(plan.run),
+            "tile_px": self.tile_px,
+            "overlap_px": self.overlap_px,
+            "working_mpp": self.mpp,
+            "working_shape": list(plan.working_shape),
+            "level": plan.level,
+            "level_mpp": plan.level_mpp,
+            "n_off_tissue": n_off,
+            "n_candidates": int(len(sc)),
             "seconds": 0.0 if t_start is None else time.perf_counter() - t_start,
             **(extra_info or {}),
         }
         if first is not None:
             info.update(n_rescored=int(len(first)), second_stage_seconds=t_second)
         h0, w0 = source.shape
-        det = Detections(pts[order].reshape(-1, 2), sc[order], plan.mpp, (int(h0), int(w0)), 0.0, plan.mask, info,
-                         None if first is None else first[order])
+        det = Detections(
+            pts[order].reshape(-1, 2),
+            sc[order],
+            plan.mpp,
+            (int(h0), int(w0)),
+            0.0,
+            plan.mask,
+            info,
+            None if first is None else first[order],
+        )
         return det.above(thr)
 
-    def rescore(self, source, points: np.ndarray, scores: np.ndarray, mpp: float
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rescore(
+        self, source, points: np.ndarray, scores: np.ndarray, mpp: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The second stage: candidates (level-0 ``points``, first-stage ``scores``) of ``source``
         (level-0 pixel size ``mpp``) -> (points, first-stage scores, combined scores) of the
         candidates scoring at least the rescorer's ``min_candidate_score``."""
@@ -368,14 +432,20 @@ class Detector:
         cfg = self.rescorer.config
         keep = scores >= cfg.min_candidate_score
         points, scores = points[keep], scores[keep]
-        patches = read_patches(lambda x0, y0, x1, y1: source.read_region(0, (x0, y0, x1, y1)), source.shape,
-                               points, cfg.patch_px * cfg.mpp / mpp, cfg.patch_px)
+        patches = read_patches(
+            lambda x0, y0, x1, y1: source.read_region(0, (x0, y0, x1, y1)),
+            source.shape,
+            points,
+            cfg.patch_px * cfg.mpp / mpp,
+            cfg.patch_px,
+        )
         second = self.rescorer.probabilities(patches)
         return points, scores, combine_scores(scores, second, cfg.combine)
 
     @torch.inference_mode()
-    def glb_activation(self, image: np.ndarray, mpp: float, layer: str = "vault",
-                       max_working_px: int = 4096 * 4096) -> np.ndarray:
+    def glb_activation(
+        self, image: np.ndarray, mpp: float, layer: str = "vault", max_working_px: int = 4096 * 4096
+    ) -> np.ndarray:
         """The channel-mean activation of the GLB vault (or a gain) layer for eq. 9.
 
         Args:
@@ -396,8 +466,10 @@ class Detector:
         mpp = _check_mpp(mpp)
         s = mpp / self.mpp
         if image.shape[0] * image.shape[1] * s * s > max_working_px:
-            raise ValueError(f"image of {image.shape[1]} x {image.shape[0]} px is too large for a heat-map "
-                             f"(more than {max_working_px} px at the working resolution)")
+            raise ValueError(
+                f"image of {image.shape[1]} x {image.shape[0]} px is too large for a heat-map "
+                f"(more than {max_working_px} px at the working resolution)"
+            )
         work, _ = T.resample(image, np.zeros((0, 2)), s)
         tensor = torch.tensor(np.ascontiguousarray(work)).permute(2, 0, 1).float().div_(255.0)
         act = self.torch_model.glb_activation(tensor, layer=layer).numpy().astype(np.float64)
@@ -406,7 +478,7 @@ class Detector:
         h, w = work.shape[:2]
         hp, wp = -(-h // div) * div, -(-w // div) * div
         ah, aw = act.shape
-        return act[:max(1, int(np.ceil(ah * h / hp))), :max(1, int(np.ceil(aw * w / wp)))]
+        return act[: max(1, int(np.ceil(ah * h / hp))), : max(1, int(np.ceil(aw * w / wp)))]
 
 
 @dataclass(frozen=True)
@@ -438,8 +510,9 @@ class TilePlan:
     level_mpp: float
 
 
-def tissue_from_thumbnail(thumb: np.ndarray, thumb_mpp: float, image_shape: tuple[int, int],
-                          min_cell_um: float = 4.0, max_side: int = 2048):
+def tissue_from_thumbnail(
+    thumb: np.ndarray, thumb_mpp: float, image_shape: tuple[int, int], min_cell_um: float = 4.0, max_side: int = 2048
+):
     """Tissue mask from a thumbnail, computed on a grid of at least ``min_cell_um`` cells."""
     from PIL import Image
 

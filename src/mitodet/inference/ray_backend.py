@@ -42,8 +42,16 @@ from typing import Any
 
 import numpy as np
 
-from mitodet.inference.pipeline import (BatchResult, FileResult, _describe, _Options,
-                                        failed_result, plan_batch, process_file, write_index)
+from mitodet.inference.pipeline import (
+    BatchResult,
+    FileResult,
+    _describe,
+    _Options,
+    failed_result,
+    plan_batch,
+    process_file,
+    write_index,
+)
 from mitodet.inference.predictor import TilePlan, _check_threshold
 from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
 
@@ -76,8 +84,7 @@ def _count_tiles(detector, path: Path, mpp: float | None, reader: str) -> int | 
             m, _ = resolve_mpp(path, src.pixel_size, mpp)
             h0, w0 = src.shape
             s = m / detector.mpp
-            return len(make_tiles(max(1, round(h0 * s)), max(1, round(w0 * s)), detector.tile_px,
-                                  detector.overlap_px))
+            return len(make_tiles(max(1, round(h0 * s)), max(1, round(w0 * s)), detector.tile_px, detector.overlap_px))
     except Exception:
         return None
 
@@ -98,10 +105,19 @@ def _portable(detector):
     """What the workers get: the Detector itself, or for the ONNX backend its torch model and settings."""
     if getattr(detector, "backend", "torch") == "torch":
         return detector
-    return _DetectorSpec(detector.torch_model, dict(
-        threshold=detector.threshold, tile_px=detector.tile_px, overlap_px=detector.overlap_px,
-        batch_size=detector.batch_size, flip_tta=detector.flip_tta, model_dir=detector.model_dir,
-        backend=detector.backend, rescorer=detector.rescorer))
+    return _DetectorSpec(
+        detector.torch_model,
+        dict(
+            threshold=detector.threshold,
+            tile_px=detector.tile_px,
+            overlap_px=detector.overlap_px,
+            batch_size=detector.batch_size,
+            flip_tta=detector.flip_tta,
+            model_dir=detector.model_dir,
+            backend=detector.backend,
+            rescorer=detector.rescorer,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -129,8 +145,19 @@ class _Worker:
     def ready(self) -> tuple[str, int]:
         return socket.gethostname(), os.getpid()
 
-    def process(self, path: str, name: str, out_dir: str, opts: _Options, settings: dict, gt_points,
-                gt_file: str | None, single_pair: bool, overwrite: bool, min_tiles: int | None):
+    def process(
+        self,
+        path: str,
+        name: str,
+        out_dir: str,
+        opts: _Options,
+        settings: dict,
+        gt_points,
+        gt_file: str | None,
+        single_pair: bool,
+        overwrite: bool,
+        min_tiles: int | None,
+    ):
         """``process_file`` on one file (a failure comes back as a failed FileResult), or
         :class:`_Deferred` when ``min_tiles`` is given and the file has at least that many tiles."""
         t0 = time.perf_counter()
@@ -140,8 +167,18 @@ class _Worker:
             if n is not None and n >= min_tiles:
                 return _Deferred(n)
         try:
-            return process_file(self.detector, p, name, Path(out_dir), opts, settings, gt_points, gt_file,
-                                single_pair=single_pair, overwrite=overwrite)
+            return process_file(
+                self.detector,
+                p,
+                name,
+                Path(out_dir),
+                opts,
+                settings,
+                gt_points,
+                gt_file,
+                single_pair=single_pair,
+                overwrite=overwrite,
+            )
         except Exception as exc:  # one bad file must not stop the batch
             return failed_result(p, name, exc, t0)
 
@@ -187,10 +224,26 @@ class _SplitDetector:
     def __getattr__(self, name: str):
         return getattr(self._pool.detector, name)
 
-    def detect_source(self, source, mpp: float, threshold: float | None = None, tissue: str = "auto",
-                      progress: bool = False, thumbnail=None, tissue_mask=None):
-        return self._pool.detect_source(source, mpp, threshold=threshold, tissue=tissue, progress=progress,
-                                        thumbnail=thumbnail, tissue_mask=tissue_mask, reader=self._reader)
+    def detect_source(
+        self,
+        source,
+        mpp: float,
+        threshold: float | None = None,
+        tissue: str = "auto",
+        progress: bool = False,
+        thumbnail=None,
+        tissue_mask=None,
+    ):
+        return self._pool.detect_source(
+            source,
+            mpp,
+            threshold=threshold,
+            tissue=tissue,
+            progress=progress,
+            thumbnail=thumbnail,
+            tissue_mask=tissue_mask,
+            reader=self._reader,
+        )
 
 
 class RayDetectorPool:
@@ -217,9 +270,18 @@ class RayDetectorPool:
         TimeoutError: the actors did not start in time.
     """
 
-    def __init__(self, detector=None, *, model: str | os.PathLike[str] = "default", num_workers: int | None = None,
-                 cpus_per_worker: int = 1, address: str | None = None, max_restarts: int = 2,
-                 max_task_retries: int = 2, start_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        detector=None,
+        *,
+        model: str | os.PathLike[str] = "default",
+        num_workers: int | None = None,
+        cpus_per_worker: int = 1,
+        address: str | None = None,
+        max_restarts: int = 2,
+        max_task_retries: int = 2,
+        start_timeout_s: float = 600.0,
+    ) -> None:
         ray = import_ray()
         num_workers = _check_positive_int("num_workers", num_workers)
         cpus_per_worker = _check_positive_int("cpus_per_worker", cpus_per_worker, allow_none=False)
@@ -237,24 +299,31 @@ class RayDetectorPool:
         if not ray.is_initialized():
             if address is None and not os.environ.get("RAY_ADDRESS"):
                 # logical CPUs: all of this machine's by default, never fewer than one worker needs
-                n_cpus = (num_workers * cpus_per_worker if num_workers is not None
-                          else max(os.cpu_count() or 1, cpus_per_worker))
+                n_cpus = (
+                    num_workers * cpus_per_worker
+                    if num_workers is not None
+                    else max(os.cpu_count() or 1, cpus_per_worker)
+                )
                 ray.init(num_cpus=n_cpus, include_dashboard=False)
             else:
                 where = address or os.environ.get("RAY_ADDRESS")
                 try:
                     ray.init(address=address)
                 except (ConnectionError, TimeoutError, RuntimeError) as exc:
-                    raise ValueError(f"cannot reach the Ray cluster at {where!r} ({type(exc).__name__}: {exc}); "
-                                     "check the address (--address or RAY_ADDRESS) and that `ray status` works "
-                                     "on this machine, or leave both unset for a local cluster") from None
+                    raise ValueError(
+                        f"cannot reach the Ray cluster at {where!r} ({type(exc).__name__}: {exc}); "
+                        "check the address (--address or RAY_ADDRESS) and that `ray status` works "
+                        "on this machine, or leave both unset for a local cluster"
+                    ) from None
             self._started = True
         try:
             total = int(ray.cluster_resources().get("CPU", 0))
             n = num_workers or max(1, total // cpus_per_worker)
             if n * cpus_per_worker > total:
-                raise ValueError(f"{n} workers x {cpus_per_worker} CPUs need {n * cpus_per_worker} CPUs but the Ray "
-                                 f"cluster has {total}; pass fewer workers (--ray-workers) or add nodes")
+                raise ValueError(
+                    f"{n} workers x {cpus_per_worker} CPUs need {n * cpus_per_worker} CPUs but the Ray "
+                    f"cluster has {total}; pass fewer workers (--ray-workers) or add nodes"
+                )
             # the model goes into the object store once; each node fetches it once. Dead workers
             # are replaced here rather than by Ray's max_restarts, whose restart can fail when a
             # constructor argument lives in the object store (ray-project/ray#53727)
@@ -267,8 +336,10 @@ class RayDetectorPool:
             try:
                 self.hosts = ray.get([a.ready.remote() for a in self._actors], timeout=start_timeout_s)
             except ray.exceptions.GetTimeoutError:
-                raise TimeoutError(f"{n} Ray workers did not start within {start_timeout_s:g} s; check "
-                                   "`ray status` for free CPUs and that mitodet is installed on every node") from None
+                raise TimeoutError(
+                    f"{n} Ray workers did not start within {start_timeout_s:g} s; check "
+                    "`ray status` for free CPUs and that mitodet is installed on every node"
+                ) from None
         except BaseException:
             self.close()
             raise
@@ -318,26 +389,50 @@ class RayDetectorPool:
 
     # ------------------------------------------------------------------ one image, tiles split
 
-    def detect_source(self, source, mpp: float, threshold: float | None = None, tissue: str = "auto",
-                      progress: bool = False, thumbnail=None, tissue_mask=None, reader: str = "auto"):
+    def detect_source(
+        self,
+        source,
+        mpp: float,
+        threshold: float | None = None,
+        tissue: str = "auto",
+        progress: bool = False,
+        thumbnail=None,
+        tissue_mask=None,
+        reader: str = "auto",
+    ):
         """:meth:`Detector.detect_source` with the tile batches spread over the workers.
 
         The workers open ``source.path`` themselves (with ``reader``) and read their tiles'
         regions; only detections come back. The result equals the single-process one.
         """
         if source.path is None:
-            raise ValueError("the Ray backend reads images from files; an in-memory image has no path to send "
-                             "(use Detector.detect_array)")
+            raise ValueError(
+                "the Ray backend reads images from files; an in-memory image has no path to send "
+                "(use Detector.detect_array)"
+            )
         t0 = time.perf_counter()
         _check_threshold(threshold)
         plan = self.detector.plan_tiles(source, mpp, tissue=tissue, thumbnail=thumbnail, tissue_mask=tissue_mask)
         per_batch = self._scatter(str(Path(source.path).absolute()), reader, plan, progress)
         per_tile = [r for b in per_batch for r in b]
-        return self.detector.merge(source, plan, per_tile, threshold=threshold, t_start=t0,
-                                   extra_info={"backend": "ray", "ray_workers": self.num_workers})
+        return self.detector.merge(
+            source,
+            plan,
+            per_tile,
+            threshold=threshold,
+            t_start=t0,
+            extra_info={"backend": "ray", "ray_workers": self.num_workers},
+        )
 
-    def detect_path(self, path: str | os.PathLike[str], mpp: float | None = None, threshold: float | None = None,
-                    tissue: str = "auto", progress: bool = False, reader: str = "auto"):
+    def detect_path(
+        self,
+        path: str | os.PathLike[str],
+        mpp: float | None = None,
+        threshold: float | None = None,
+        tissue: str = "auto",
+        progress: bool = False,
+        reader: str = "auto",
+    ):
         """:meth:`Detector.detect_path` with the tiles spread over the workers (same result)."""
         from mitodet.inference.slide import open_image, resolve_mpp
 
@@ -373,7 +468,7 @@ class RayDetectorPool:
                 for a in list(self._actors):
                     while groups and load.get(a, 0) < 2:
                         g = groups.popleft()
-                        ref = a.run_tiles.remote(path, reader, plan_ref, plan.batches[g[0]:g[1]])
+                        ref = a.run_tiles.remote(path, reader, plan_ref, plan.batches[g[0] : g[1]])
                         inflight[ref] = (a, g)
                         load[a] = load.get(a, 0) + 1
                 if not inflight:
@@ -395,7 +490,7 @@ class RayDetectorPool:
                     k = 0
                     for b in range(i0, i1):
                         n = len(plan.batches[b])
-                        out[b] = res[k:k + n]
+                        out[b] = res[k : k + n]
                         k += n
                     if bar is not None:
                         bar.update(i1 - i0)
@@ -433,9 +528,21 @@ class RayDetectorPool:
         ray = self._ray
         min_tiles = _check_positive_int("tile_parallel_min_tiles", tile_parallel_min_tiles)
         # the same checks, options and run key as detect_files (a rerun with either backend skips)
-        plan = plan_batch(paths, out_dir, detector=self.detector, mpp=mpp, threshold=threshold, gt=gt,
-                          field_area_mm2=field_area_mm2, tissue=tissue, heatmap=heatmap, radius_um=radius_um,
-                          recursive=recursive, reader=reader, progress=progress)
+        plan = plan_batch(
+            paths,
+            out_dir,
+            detector=self.detector,
+            mpp=mpp,
+            threshold=threshold,
+            gt=gt,
+            field_area_mm2=field_area_mm2,
+            tissue=tissue,
+            heatmap=heatmap,
+            radius_um=radius_um,
+            recursive=recursive,
+            reader=reader,
+            progress=progress,
+        )
         inputs, names, out, opts, settings = plan.inputs, plan.names, plan.out_dir, plan.options, plan.settings
         gt_points, gt_file, index_path = plan.gt_points, plan.gt_file, plan.index_path
         worker_opts = replace(opts, progress=False)  # no progress bars inside the workers
@@ -466,8 +573,18 @@ class RayDetectorPool:
         def run_split(i: int) -> FileResult:
             t0 = time.perf_counter()
             try:
-                return process_file(_SplitDetector(self, reader), inputs[i], names[i], out, opts, settings,
-                                    gt_points, gt_file, single_pair=single_pair, overwrite=overwrite)
+                return process_file(
+                    _SplitDetector(self, reader),
+                    inputs[i],
+                    names[i],
+                    out,
+                    opts,
+                    settings,
+                    gt_points,
+                    gt_file,
+                    single_pair=single_pair,
+                    overwrite=overwrite,
+                )
             except Exception as exc:
                 return failed_result(inputs[i], names[i], exc, t0)
 
@@ -483,13 +600,30 @@ class RayDetectorPool:
                     i = pending.popleft()
                     # split a large file only near the end, when whole files no longer keep every worker busy
                     allow = min_tiles if len(pending) < len(self._actors) else None
-                    ref = a.process.remote(str(inputs[i].absolute()), names[i], out_abs, worker_opts, settings,
-                                           gt_ref, gt_file, single_pair, overwrite, allow)
+                    ref = a.process.remote(
+                        str(inputs[i].absolute()),
+                        names[i],
+                        out_abs,
+                        worker_opts,
+                        settings,
+                        gt_ref,
+                        gt_file,
+                        single_pair,
+                        overwrite,
+                        allow,
+                    )
                     inflight[ref] = (a, i)
                 if not inflight:
                     for i in pending:  # every worker died and none may be started any more
-                        finish(i, FileResult(inputs[i], names[i], "failed",
-                                             error=f"{inputs[i]}: no Ray workers left (all died); see the Ray logs"))
+                        finish(
+                            i,
+                            FileResult(
+                                inputs[i],
+                                names[i],
+                                "failed",
+                                error=f"{inputs[i]}: no Ray workers left (all died); see the Ray logs",
+                            ),
+                        )
                     pending.clear()
                     break
                 done, _ = ray.wait(list(inflight), num_returns=1)
@@ -505,9 +639,13 @@ class RayDetectorPool:
                         if tries[i] <= self.max_task_retries:
                             pending.appendleft(i)  # outputs are atomic and the marker comes last: safe to redo
                             continue
-                        r = FileResult(inputs[i], names[i], "failed",
-                                       error=f"{inputs[i]}: the Ray worker died while processing it, {tries[i]} "
-                                             f"time(s) ({type(exc).__name__}); rerun to retry this file")
+                        r = FileResult(
+                            inputs[i],
+                            names[i],
+                            "failed",
+                            error=f"{inputs[i]}: the Ray worker died while processing it, {tries[i]} "
+                            f"time(s) ({type(exc).__name__}); rerun to retry this file",
+                        )
                     if isinstance(r, _Deferred):
                         r = run_split(i)
                     finish(i, r)
@@ -573,8 +711,9 @@ def detect_files_ray(
         ImportError: Ray is missing (``pip install 'mitodet[ray]'``).
         ValueError / FileNotFoundError: bad arguments, a missing model or inputs.
     """
-    with RayDetectorPool(detector, model=model, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                         address=address) as pool:
+    with RayDetectorPool(
+        detector, model=model, num_workers=num_workers, cpus_per_worker=cpus_per_worker, address=address
+    ) as pool:
         return pool.detect_files(paths, out_dir, tile_parallel_min_tiles=tile_parallel_min_tiles, **options)
 
 

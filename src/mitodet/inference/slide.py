@@ -60,8 +60,7 @@ from mitodet.data.images import ImageReadError, read_rgb
 
 HPF_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
-OPENSLIDE_SUFFIXES: tuple[str, ...] = (".svs", ".ndpi", ".mrxs", ".scn", ".svslide", ".bif", ".vms", ".vmu",
-                                       ".czi")
+OPENSLIDE_SUFFIXES: tuple[str, ...] = (".svs", ".ndpi", ".mrxs", ".scn", ".svslide", ".bif", ".vms", ".vmu", ".czi")
 _TIFF_BASED_WSI = (".svs", ".scn", ".bif", ".svslide")
 IMAGE_SUFFIXES: tuple[str, ...] = HPF_SUFFIXES + TIFF_SUFFIXES + OPENSLIDE_SUFFIXES
 """File name endings :func:`mitodet.inference.pipeline.collect_inputs` picks up in folders."""
@@ -118,8 +117,12 @@ def _plausible(mpp: float | None, what: str) -> PixelSize:
     lo, hi = MPP_RANGE
     if not lo <= mpp <= hi:
         dpi = 25400.0 / mpp
-        return PixelSize(None, "none", f"{what} says {mpp:.4g} um/px ({dpi:.4g} dpi), outside the plausible scan "
-                                       f"range {lo}-{hi} um/px: a screen/print default, not a scan resolution; ignored")
+        return PixelSize(
+            None,
+            "none",
+            f"{what} says {mpp:.4g} um/px ({dpi:.4g} dpi), outside the plausible scan "
+            f"range {lo}-{hi} um/px: a screen/print default, not a scan resolution; ignored",
+        )
     return PixelSize(float(mpp), what)
 
 
@@ -130,8 +133,15 @@ def mpp_from_resolution(resolution: float, unit: str, what: str = "resolution ta
         res = float(resolution)
     except (TypeError, ValueError):
         return PixelSize(None, "none", f"{what}: resolution {resolution!r} is not a number")
-    per_unit_um = {"inch": 25400.0, "centimeter": 1e4, "cm": 1e4, "millimeter": 1e3, "mm": 1e3,
-                   "micrometer": 1.0, "um": 1.0}.get(str(unit).lower())
+    per_unit_um = {
+        "inch": 25400.0,
+        "centimeter": 1e4,
+        "cm": 1e4,
+        "millimeter": 1e3,
+        "mm": 1e3,
+        "micrometer": 1.0,
+        "um": 1.0,
+    }.get(str(unit).lower())
     if per_unit_um is None:
         return PixelSize(None, "none", f"{what} has no physical unit (ResolutionUnit {unit!r})")
     if not (math.isfinite(res) and res > 0):
@@ -156,14 +166,18 @@ def resolve_mpp(path: str | Path, file_size: PixelSize, override: float | None =
         except (TypeError, ValueError):
             raise ValueError(f"--mpp must be a number of micrometres per pixel, got {override!r}") from None
         if not (math.isfinite(m) and lo <= m <= hi):
-            raise ValueError(f"--mpp {override!r} is outside the plausible range {lo}-{hi} um/px; "
-                             "x40 scans are about 0.25, x20 about 0.5")
+            raise ValueError(
+                f"--mpp {override!r} is outside the plausible range {lo}-{hi} um/px; "
+                "x40 scans are about 0.25, x20 about 0.5"
+            )
         return m, "--mpp"
     if file_size.mpp is not None:
         return float(file_size.mpp), file_size.source
     why = f" ({file_size.note})" if file_size.note else " (the file has no resolution metadata)"
-    raise MissingMppError(f"{path}: unknown pixel size{why}; pass --mpp UM_PER_PX (e.g. --mpp 0.25 for a x40 "
-                          "scan), mitodet does not guess it")
+    raise MissingMppError(
+        f"{path}: unknown pixel size{why}; pass --mpp UM_PER_PX (e.g. --mpp 0.25 for a x40 "
+        "scan), mitodet does not guess it"
+    )
 
 
 def _pil_pixel_size(info: dict[str, Any]) -> PixelSize:
@@ -197,7 +211,7 @@ def _tiff_pixel_size(tif, page) -> PixelSize:
     if ome:
         m = _OME_SIZE.search(ome)
         if m:
-            unit = (_OME_UNIT.search(ome).group(1) if _OME_UNIT.search(ome) else "µm")
+            unit = _OME_UNIT.search(ome).group(1) if _OME_UNIT.search(ome) else "µm"
             scale = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}.get(unit)
             if scale is not None:
                 ps = _plausible(float(m.group(1)) * scale, "OME PhysicalSizeX")
@@ -271,7 +285,7 @@ class ImageSource:
             return self._read(level, (x0, y0, x1, y1))
         out = np.full((y1 - y0, x1 - x0, 3), 255, dtype=np.uint8)
         if cx1 > cx0 and cy1 > cy0:
-            out[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = self._read(level, (cx0, cy0, cx1, cy1))
+            out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = self._read(level, (cx0, cy0, cx1, cy1))
         return out
 
     def _read(self, level: int, box: tuple[int, int, int, int]) -> np.ndarray:  # pragma: no cover
@@ -288,17 +302,28 @@ class ImageSource:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts about the source (for summaries)."""
-        return {"path": None if self.path is None else str(self.path), "kind": self.kind, "reader": self.reader,
-                "level_dimensions": [list(d) for d in self.level_dimensions],
-                "mpp_in_file": self.pixel_size.mpp, "mpp_in_file_source": self.pixel_size.source,
-                "mpp_note": self.pixel_size.note}
+        return {
+            "path": None if self.path is None else str(self.path),
+            "kind": self.kind,
+            "reader": self.reader,
+            "level_dimensions": [list(d) for d in self.level_dimensions],
+            "mpp_in_file": self.pixel_size.mpp,
+            "mpp_in_file_source": self.pixel_size.source,
+            "mpp_note": self.pixel_size.note,
+        }
 
 
 class ArraySource(ImageSource):
     """An in-memory (H, W, 3) uint8 image (one level)."""
 
-    def __init__(self, image: np.ndarray, pixel_size: PixelSize = NO_PIXEL_SIZE, path: str | Path | None = None,
-                 reader: str = "array", kind: str = "hpf") -> None:
+    def __init__(
+        self,
+        image: np.ndarray,
+        pixel_size: PixelSize = NO_PIXEL_SIZE,
+        path: str | Path | None = None,
+        reader: str = "array",
+        kind: str = "hpf",
+    ) -> None:
         a = np.asarray(image)
         if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or a.shape[0] < 1 or a.shape[1] < 1:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {a.shape} {a.dtype}")
@@ -342,8 +367,10 @@ class TiffSlide(ImageSource):
             try:
                 self._tif = tifffile.TiffFile(self.path)
             except Exception as exc:
-                raise SlideReadError(f"{self.path}: not a readable TIFF ({type(exc).__name__}: {exc}); the file "
-                                     "may be truncated or in another format") from exc
+                raise SlideReadError(
+                    f"{self.path}: not a readable TIFF ({type(exc).__name__}: {exc}); the file "
+                    "may be truncated or in another format"
+                ) from exc
             try:
                 self._init_levels()
             except SlideReadError:
@@ -351,8 +378,10 @@ class TiffSlide(ImageSource):
                 raise
             except Exception as exc:
                 self._tif.close()
-                raise SlideReadError(f"{self.path}: cannot read the TIFF's structure ({type(exc).__name__}: "
-                                     f"{exc}); the file may be truncated or corrupt") from exc
+                raise SlideReadError(
+                    f"{self.path}: cannot read the TIFF's structure ({type(exc).__name__}: "
+                    f"{exc}); the file may be truncated or corrupt"
+                ) from exc
 
     def _init_levels(self) -> None:
         tif = self._tif
@@ -367,29 +396,37 @@ class TiffSlide(ImageSource):
         dims = []
         for k, page in enumerate(pages):
             if page.dtype != np.uint8:
-                raise SlideReadError(f"{self.path}: level {k} has {page.dtype} samples; mitodet expects 8-bit RGB "
-                                     "H&E. Convert it to 8 bits per channel first")
+                raise SlideReadError(
+                    f"{self.path}: level {k} has {page.dtype} samples; mitodet expects 8-bit RGB "
+                    "H&E. Convert it to 8 bits per channel first"
+                )
             spp = int(page.samplesperpixel)
             if spp not in (1, 3, 4):
                 raise SlideReadError(f"{self.path}: {spp} samples per pixel; expected grey, RGB or RGBA")
             if spp > 1 and int(page.planarconfig) != 1:
-                raise SlideReadError(f"{self.path}: planar (separate-plane) colour TIFF is not supported for slides; "
-                                     "re-save it with contiguous (interleaved) samples")
+                raise SlideReadError(
+                    f"{self.path}: planar (separate-plane) colour TIFF is not supported for slides; "
+                    "re-save it with contiguous (interleaved) samples"
+                )
             if int(page.photometric) == 3:
                 raise SlideReadError(f"{self.path}: palette-colour TIFF; mitodet expects RGB H&E")
             ends = np.asarray(page.dataoffsets, dtype=np.int64) + np.asarray(page.databytecounts, dtype=np.int64)
             present = np.asarray(page.databytecounts, dtype=np.int64) > 0
             if present.any() and int(ends[present].max()) > file_size:
-                raise SlideReadError(f"{self.path}: truncated: level {k}'s image data reaches byte "
-                                     f"{int(ends[present].max())} but the file has {file_size} bytes; re-copy it")
+                raise SlideReadError(
+                    f"{self.path}: truncated: level {k}'s image data reaches byte "
+                    f"{int(ends[present].max())} but the file has {file_size} bytes; re-copy it"
+                )
             if page.is_tiled:
                 seg_px = int(page.tilewidth) * int(page.tilelength)
             else:
                 seg_px = int(page.imagewidth) * min(int(page.rowsperstrip or page.imagelength), int(page.imagelength))
             if seg_px * spp > MAX_SEGMENT_BYTES:
-                raise SlideReadError(f"{self.path}: level {k} is stored in blocks of {seg_px * spp / 2**20:.0f} MB "
-                                     f"(declared {page.imagewidth} x {page.imagelength} px); too large to read piece "
-                                     "by piece - re-save it as a tiled pyramidal TIFF")
+                raise SlideReadError(
+                    f"{self.path}: level {k} is stored in blocks of {seg_px * spp / 2**20:.0f} MB "
+                    f"(declared {page.imagewidth} x {page.imagelength} px); too large to read piece "
+                    "by piece - re-save it as a tiled pyramidal TIFF"
+                )
             dims.append((int(page.imagewidth), int(page.imagelength)))
         self._pages = pages
         self.level_dimensions = tuple(dims)
@@ -412,11 +449,14 @@ class TiffSlide(ImageSource):
         if len(data) != count:
             raise SlideReadError(f"{self.path}: truncated: tile/strip {index} of level {level} is cut short")
         try:
-            arr, _, _ = page.decode(data, index, jpegtables=page.jpegtables,
-                                    jpegheader=getattr(page, "jpegheader", None))
+            arr, _, _ = page.decode(
+                data, index, jpegtables=page.jpegtables, jpegheader=getattr(page, "jpegheader", None)
+            )
         except Exception as exc:
-            raise SlideReadError(f"{self.path}: cannot decode tile/strip {index} of level {level} "
-                                 f"({type(exc).__name__}: {exc}); the file may be corrupt") from exc
+            raise SlideReadError(
+                f"{self.path}: cannot decode tile/strip {index} of level {level} "
+                f"({type(exc).__name__}: {exc}); the file may be corrupt"
+            ) from exc
         if arr is None:
             return None
         arr = np.asarray(arr)
@@ -437,8 +477,11 @@ class TiffSlide(ImageSource):
         if page.is_tiled:
             tw, tl = int(page.tilewidth), int(page.tilelength)
             across = math.ceil(width / tw)
-            blocks = [(ty * across + tx, tx * tw, ty * tl, tw, tl)
-                      for ty in range(y0 // tl, (y1 - 1) // tl + 1) for tx in range(x0 // tw, (x1 - 1) // tw + 1)]
+            blocks = [
+                (ty * across + tx, tx * tw, ty * tl, tw, tl)
+                for ty in range(y0 // tl, (y1 - 1) // tl + 1)
+                for tx in range(x0 // tw, (x1 - 1) // tw + 1)
+            ]
         else:
             rps = min(int(page.rowsperstrip or height), height)
             blocks = [(s, 0, s * rps, width, rps) for s in range(y0 // rps, (y1 - 1) // rps + 1)]
@@ -451,7 +494,7 @@ class TiffSlide(ImageSource):
             ix1, iy1 = min(x1, bx + min(bw, seg.shape[1])), min(y1, by + min(bh, seg.shape[0]))
             if ix1 <= ix0 or iy1 <= iy0:
                 continue
-            out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = seg[iy0 - by:iy1 - by, ix0 - bx:ix1 - bx, :spp]
+            out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = seg[iy0 - by : iy1 - by, ix0 - bx : ix1 - bx, :spp]
         if spp == 1:
             return np.repeat(out, 3, axis=2)
         return out[:, :, :3] if spp == 4 else out
@@ -472,8 +515,10 @@ class OpenSlideSlide(ImageSource):
         try:
             self._slide = openslide.OpenSlide(str(self.path))
         except Exception as exc:
-            raise SlideReadError(f"{self.path}: OpenSlide cannot open it ({type(exc).__name__}: {exc}); it is not a "
-                                 "supported whole-slide image or it is corrupt") from exc
+            raise SlideReadError(
+                f"{self.path}: OpenSlide cannot open it ({type(exc).__name__}: {exc}); it is not a "
+                "supported whole-slide image or it is corrupt"
+            ) from exc
         self.level_dimensions = tuple((int(w), int(h)) for w, h in self._slide.level_dimensions)
         self.pixel_size = self._pixel_size()
 
@@ -509,8 +554,10 @@ class OpenSlideSlide(ImageSource):
         try:
             region = self._slide.read_region((int(round(x0 * ds)), int(round(y0 * ds))), level, (x1 - x0, y1 - y0))
         except Exception as exc:
-            raise SlideReadError(f"{self.path}: OpenSlide failed to read level {level} region {box} "
-                                 f"({type(exc).__name__}: {exc}); the slide may be corrupt") from exc
+            raise SlideReadError(
+                f"{self.path}: OpenSlide failed to read level {level} region {box} "
+                f"({type(exc).__name__}: {exc}); the slide may be corrupt"
+            ) from exc
         rgba = np.asarray(region, dtype=np.uint8)
         rgb = rgba[:, :, :3].astype(np.uint16)
         a = rgba[:, :, 3:4].astype(np.uint16)
@@ -526,8 +573,9 @@ def _import_openslide(path: str | Path | None = None):
         import openslide
     except (ImportError, OSError) as exc:
         where = f"{path}: " if path is not None else ""
-        raise SlideReadError(f"{where}reading this whole-slide format needs OpenSlide, which is not available "
-                             f"({exc}); {_INSTALL_HINT}") from exc
+        raise SlideReadError(
+            f"{where}reading this whole-slide format needs OpenSlide, which is not available ({exc}); {_INSTALL_HINT}"
+        ) from exc
     return openslide
 
 
@@ -570,9 +618,11 @@ def _open_flat(path: Path) -> ArraySource:
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
     if w * h > FLAT_MAX_PIXELS:
-        raise SlideReadError(f"{path}: declares {w} x {h} pixels, more than mitodet reads whole from a flat "
-                             f"PNG/JPEG ({FLAT_MAX_PIXELS:,} px); convert it to a tiled pyramidal TIFF "
-                             "(e.g. vips tiffsave in.png out.tif --tile --pyramid --compression jpeg)")
+        raise SlideReadError(
+            f"{path}: declares {w} x {h} pixels, more than mitodet reads whole from a flat "
+            f"PNG/JPEG ({FLAT_MAX_PIXELS:,} px); convert it to a tiled pyramidal TIFF "
+            "(e.g. vips tiffsave in.png out.tif --tile --pyramid --compression jpeg)"
+        )
     return ArraySource(read_rgb(path), _pil_pixel_size(info), path, reader="pillow")
 
 
@@ -602,8 +652,10 @@ def _open_tiff(path: Path, reader: str) -> ImageSource:
             shape = tuple(series.levels[0].shape) if series is not None else ()
             ps = _tiff_pixel_size(tif, tif.pages[0]) if len(tif.pages) else NO_PIXEL_SIZE
     except Exception as exc:
-        raise SlideReadError(f"{path}: cannot decode the TIFF ({type(exc).__name__}: {exc}); the file may be "
-                             "truncated or not a TIFF - re-export it") from exc
+        raise SlideReadError(
+            f"{path}: cannot decode the TIFF ({type(exc).__name__}: {exc}); the file may be "
+            "truncated or not a TIFF - re-export it"
+        ) from exc
     if series is None:
         raise SlideReadError(f"{path}: the TIFF holds no image")
     hw = shape[:2] if len(shape) >= 2 and shape[-1] in (1, 3, 4) else shape[-2:]
@@ -657,8 +709,10 @@ def open_image(path: str | Path, reader: str = "auto") -> ImageSource:
     try:
         return _open_flat(p)
     except ImageReadError as exc:
-        raise SlideReadError(f"{p}: not a supported image ({exc}); mitodet reads PNG, JPEG, TIFF and, through "
-                             f"OpenSlide, {', '.join(s.lstrip('.').upper() for s in OPENSLIDE_SUFFIXES)}") from exc
+        raise SlideReadError(
+            f"{p}: not a supported image ({exc}); mitodet reads PNG, JPEG, TIFF and, through "
+            f"OpenSlide, {', '.join(s.lstrip('.').upper() for s in OPENSLIDE_SUFFIXES)}"
+        ) from exc
 
 
 # ----------------------------------------------------------------------------- thumbnails
@@ -675,8 +729,13 @@ def best_level(source: ImageSource, downsample: float) -> int:
     return best
 
 
-def resize_region(source: ImageSource, level: int, box: tuple[float, float, float, float],
-                  size: tuple[int, int], filter: str = "bilinear") -> np.ndarray:
+def resize_region(
+    source: ImageSource,
+    level: int,
+    box: tuple[float, float, float, float],
+    size: tuple[int, int],
+    filter: str = "bilinear",
+) -> np.ndarray:
     """Read the sub-pixel ``box`` (x0, y0, x1, y1 in pixels of ``level``, edges) resampled to
     ``size = (width, height)``.
 
@@ -690,8 +749,11 @@ def resize_region(source: ImageSource, level: int, box: tuple[float, float, floa
     out_w, out_h = int(size[0]), int(size[1])
     scale = max((x1 - x0) / out_w, (y1 - y0) / out_h, 1.0)
     pad = int(math.ceil(scale)) + 2
-    if abs((x1 - x0) - out_w) < 1e-9 and abs((y1 - y0) - out_h) < 1e-9 and all(
-            abs(v - round(v)) < 1e-9 for v in (x0, y0)):
+    if (
+        abs((x1 - x0) - out_w) < 1e-9
+        and abs((y1 - y0) - out_h) < 1e-9
+        and all(abs(v - round(v)) < 1e-9 for v in (x0, y0))
+    ):
         return source.read_region(level, (round(x0), round(y0), round(x0) + out_w, round(y0) + out_h))
     rx0, ry0 = int(math.floor(x0)) - pad, int(math.floor(y0)) - pad
     rx1, ry1 = int(math.ceil(x1)) + pad, int(math.ceil(y1)) + pad
@@ -705,8 +767,9 @@ def resize_region(source: ImageSource, level: int, box: tuple[float, float, floa
     return np.asarray(im, dtype=np.uint8)
 
 
-def read_thumbnail(source: ImageSource, max_side: int = 4096, chunk_bytes: int = 64 * 2**20
-                   ) -> tuple[np.ndarray, tuple[float, float]]:
+def read_thumbnail(
+    source: ImageSource, max_side: int = 4096, chunk_bytes: int = 64 * 2**20
+) -> tuple[np.ndarray, tuple[float, float]]:
     """A thumbnail of the whole image with its long side at most ``max_side`` pixels.
 
     The finest pyramid level that fits in ``max_side`` is the thumbnail as it is; without
@@ -727,8 +790,10 @@ def read_thumbnail(source: ImageSource, max_side: int = 4096, chunk_bytes: int =
     if full is not None:
         if (tw, th) == (w0, h0):
             return full, (1.0, 1.0)
-        return (np.asarray(Image.fromarray(full).resize((tw, th), Image.Resampling.BOX), dtype=np.uint8),
-                (w0 / tw, h0 / th))
+        return (
+            np.asarray(Image.fromarray(full).resize((tw, th), Image.Resampling.BOX), dtype=np.uint8),
+            (w0 / tw, h0 / th),
+        )
     fits = [k for k, (w, h) in enumerate(source.level_dimensions) if max(w, h) <= max_side]
     if fits:
         # the finest pyramid level that fits is the thumbnail: read as is, no resampling
@@ -747,8 +812,25 @@ def read_thumbnail(source: ImageSource, max_side: int = 4096, chunk_bytes: int =
 
 
 __all__ = [
-    "HPF_SUFFIXES", "TIFF_SUFFIXES", "OPENSLIDE_SUFFIXES", "IMAGE_SUFFIXES", "MPP_RANGE", "FLAT_MAX_PIXELS",
-    "WSI_MIN_PIXELS", "SlideReadError", "MissingMppError", "PixelSize", "mpp_from_resolution", "resolve_mpp",
-    "ImageSource", "ArraySource", "TiffSlide", "OpenSlideSlide", "openslide_available", "open_image",
-    "best_level", "resize_region", "read_thumbnail",
+    "HPF_SUFFIXES",
+    "TIFF_SUFFIXES",
+    "OPENSLIDE_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "MPP_RANGE",
+    "FLAT_MAX_PIXELS",
+    "WSI_MIN_PIXELS",
+    "SlideReadError",
+    "MissingMppError",
+    "PixelSize",
+    "mpp_from_resolution",
+    "resolve_mpp",
+    "ImageSource",
+    "ArraySource",
+    "TiffSlide",
+    "OpenSlideSlide",
+    "openslide_available",
+    "open_image",
+    "best_level",
+    "resize_region",
+    "read_thumbnail",
 ]

@@ -156,8 +156,7 @@ def make_tiles(
     for r, (cy0, cy1) in enumerate(rows):
         for c, (cx0, cx1) in enumerate(cols):
             read = (max(0, cx0 - lo), max(0, cy0 - lo), min(width, cx1 + hi), min(height, cy1 + hi))
-            tiles.append(Tile(read=read, core=(cx0, cy0, cx1, cy1), row=r, col=c,
-                              image_shape=(height, width)))
+            tiles.append(Tile(read=read, core=(cx0, cy0, cx1, cy1), row=r, col=c, image_shape=(height, width)))
     return tiles
 
 
@@ -211,8 +210,10 @@ def assign_to_tiles(tiles: Sequence[Tile], points: np.ndarray) -> np.ndarray:
         hits += m
     if np.any(hits != 1):
         bad = int(np.sum(hits != 1))
-        raise ValueError(f"{bad} point(s) are owned by {sorted(set(hits[hits != 1].tolist()))} tiles instead "
-                         f"of exactly one; pass all tiles of a single make_tiles() call")
+        raise ValueError(
+            f"{bad} point(s) are owned by {sorted(set(hits[hits != 1].tolist()))} tiles instead "
+            f"of exactly one; pass all tiles of a single make_tiles() call"
+        )
     return owner
 
 

@@ -141,14 +141,19 @@ class TissueMask:
 
     def to_dict(self, mpp: float) -> dict[str, Any]:
         cx, cy = self.cell
-        return {"method": self.method, "saturation_threshold": self.threshold, "mask_shape": list(self.mask.shape),
-                "cell_um": [cx * mpp, cy * mpp], "tissue_fraction": float(self.mask.mean()),
-                "tissue_area_mm2": self.area_mm2(mpp)}
+        return {
+            "method": self.method,
+            "saturation_threshold": self.threshold,
+            "mask_shape": list(self.mask.shape),
+            "cell_um": [cx * mpp, cy * mpp],
+            "tissue_fraction": float(self.mask.mean()),
+            "tissue_area_mm2": self.area_mm2(mpp),
+        }
 
 
 def _disk(radius: int) -> np.ndarray:
     r = max(0, int(radius))
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     return (xx * xx + yy * yy) <= r * r + r  # a rounder small disk than the strict <= r^2
 
 
@@ -166,9 +171,15 @@ def _remove_small(mask: np.ndarray, min_cells: int) -> np.ndarray:
     return keep[labels]
 
 
-def detect_tissue(thumb: np.ndarray, thumb_mpp: float, image_shape: tuple[int, int], *,
-                  min_object_um2: float = 5000.0, min_hole_um2: float = 10000.0,
-                  closing_um: float = 16.0) -> TissueMask:
+def detect_tissue(
+    thumb: np.ndarray,
+    thumb_mpp: float,
+    image_shape: tuple[int, int],
+    *,
+    min_object_um2: float = 5000.0,
+    min_hole_um2: float = 10000.0,
+    closing_um: float = 16.0,
+) -> TissueMask:
     """Tissue mask of an RGB thumbnail (see the module docstring for the method).
 
     Args:
@@ -204,11 +215,20 @@ def detect_tissue(thumb: np.ndarray, thumb_mpp: float, image_shape: tuple[int, i
         holes = ndimage.binary_fill_holes(mask) & ~mask
         mask = mask | (holes & ~_remove_small(holes, int(math.ceil(min_hole_um2 / cell_um2))))
         mask = _remove_small(mask, int(math.ceil(min_object_um2 / cell_um2)))
-    method = (f"saturation >= {t:.3f} (Otsu clamped to [{lo}, {hi}]) and max(RGB) >= 30 on a "
-              f"{thumb_mpp:.2f} um/px thumbnail; closing {closing_um:g} um, holes < {min_hole_um2:g} um^2 filled, "
-              f"objects < {min_object_um2:g} um^2 removed")
+    method = (
+        f"saturation >= {t:.3f} (Otsu clamped to [{lo}, {hi}]) and max(RGB) >= 30 on a "
+        f"{thumb_mpp:.2f} um/px thumbnail; closing {closing_um:g} um, holes < {min_hole_um2:g} um^2 filled, "
+        f"objects < {min_object_um2:g} um^2 removed"
+    )
     return TissueMask(mask, (int(image_shape[0]), int(image_shape[1])), t, method)
 
 
-__all__ = ["MIN_TILE_TISSUE_FRACTION", "KEEP_MARGIN_UM", "OTSU_CLAMP", "SUMMARY_CELL_UM", "otsu_threshold",
-           "TissueMask", "detect_tissue"]
+__all__ = [
+    "MIN_TILE_TISSUE_FRACTION",
+    "KEEP_MARGIN_UM",
+    "OTSU_CLAMP",
+    "SUMMARY_CELL_UM",
+    "otsu_threshold",
+    "TissueMask",
+    "detect_tissue",
+]

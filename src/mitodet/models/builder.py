@@ -33,9 +33,12 @@ def build_rpn(cfg: ModelConfig, in_channels: int) -> FocalRPN:
     head = RPNHead(in_channels, anchors.num_anchors_per_location()[0])
     use_focal = cfg.focal is not None and cfg.focal.rpn
     return FocalRPN(
-        anchors, head,
-        fg_iou_thresh=0.7, bg_iou_thresh=0.3,
-        batch_size_per_image=cfg.rpn_batch_size_per_image, positive_fraction=0.5,
+        anchors,
+        head,
+        fg_iou_thresh=0.7,
+        bg_iou_thresh=0.3,
+        batch_size_per_image=cfg.rpn_batch_size_per_image,
+        positive_fraction=0.5,
         pre_nms_top_n=dict(training=cfg.rpn_pre_nms_top_n_train, testing=cfg.rpn_pre_nms_top_n_test),
         post_nms_top_n=dict(training=cfg.rpn_post_nms_top_n_train, testing=cfg.rpn_post_nms_top_n_test),
         nms_thresh=0.7,
@@ -49,10 +52,16 @@ def build_roi_heads(cfg: ModelConfig, in_channels: int) -> FocalRoIHeads:
     head = TwoMLPHead(in_channels * 7 * 7, cfg.box_head_dim)
     predictor = FastRCNNPredictor(cfg.box_head_dim, NUM_CLASSES)
     return FocalRoIHeads(
-        pool, head, predictor,
-        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=cfg.box_batch_size_per_image,
-        positive_fraction=cfg.box_positive_fraction, bbox_reg_weights=None,
-        score_thresh=CANDIDATE_SCORE_THRESH, nms_thresh=cfg.box_nms_thresh,
+        pool,
+        head,
+        predictor,
+        fg_iou_thresh=0.5,
+        bg_iou_thresh=0.5,
+        batch_size_per_image=cfg.box_batch_size_per_image,
+        positive_fraction=cfg.box_positive_fraction,
+        bbox_reg_weights=None,
+        score_thresh=CANDIDATE_SCORE_THRESH,
+        nms_thresh=cfg.box_nms_thresh,
         detections_per_img=cfg.box_detections_per_img,
         focal_alpha=cfg.focal.alpha if cfg.focal else None,
         focal_gamma=cfg.focal.gamma if cfg.focal else None,

@@ -24,8 +24,13 @@ class NoResizeTransform(GeneralizedRCNNTransform):
     """
 
     def __init__(self, size_divisible: int = 32) -> None:
-        super().__init__(min_size=1, max_size=1, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
-                         size_divisible=size_divisible)
+        super().__init__(
+            min_size=1,
+            max_size=1,
+            image_mean=list(IMAGENET_MEAN),
+            image_std=list(IMAGENET_STD),
+            size_divisible=size_divisible,
+        )
 
     def resize(self, image, target=None):
         return image, target
@@ -38,8 +43,14 @@ class MitosisDetector(GeneralizedRCNN):
     torchvision's list of dicts with ``boxes`` (x1, y1, x2, y2 pixels), ``scores``, ``labels``.
     """
 
-    def __init__(self, backbone: nn.Module, rpn: nn.Module, roi_heads: nn.Module,
-                 transform: GeneralizedRCNNTransform, config: ModelConfig) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        rpn: nn.Module,
+        roi_heads: nn.Module,
+        transform: GeneralizedRCNNTransform,
+        config: ModelConfig,
+    ) -> None:
         super().__init__(backbone, rpn, roi_heads, transform)
         self.config = config
 

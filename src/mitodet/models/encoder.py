@@ -44,9 +44,7 @@ class ResNetEncoder(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         widths = [64, 128, 256, 512]
         expansion = 4 if arch in ("resnet50", "resnet101", "resnet152") else 1
-        self.levels = tuple(
-            LevelSpec(f"c{i + 2}", widths[i] * expansion, 2 ** (i + 2)) for i in range(4)
-        )
+        self.levels = tuple(LevelSpec(f"c{i + 2}", widths[i] * expansion, 2 ** (i + 2)) for i in range(4))
         self.arch = arch
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
@@ -63,7 +61,7 @@ class ResNetEncoder(nn.Module):
             return None
         for src, dst in (("conv1.", "stem.0."), ("bn1.", "stem.1.")):
             if key.startswith(src):
-                return dst + key[len(src):]
+                return dst + key[len(src) :]
         return key
 
 
@@ -107,8 +105,11 @@ class MobileNetEncoder(nn.Module):
 
 
 _IMAGENET_ENUMS = {
-    "resnet50": "ResNet50_Weights", "resnet34": "ResNet34_Weights", "resnet18": "ResNet18_Weights",
-    "mobilenet_v2": "MobileNet_V2_Weights", "mobilenet_v3_large": "MobileNet_V3_Large_Weights",
+    "resnet50": "ResNet50_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet18": "ResNet18_Weights",
+    "mobilenet_v2": "MobileNet_V2_Weights",
+    "mobilenet_v3_large": "MobileNet_V3_Large_Weights",
     "mobilenet_v3_small": "MobileNet_V3_Small_Weights",
 }
 
@@ -119,16 +120,19 @@ def build_encoder(name: str, norm: str = "bn") -> nn.Module:
         return ResNetEncoder(name, norm)
     if name in _MOBILENET_STAGES:
         return MobileNetEncoder(name, norm)
-    raise ValueError(f"unknown encoder {name!r}; choose one of resnet50, resnet34, resnet18, "
-                     f"{', '.join(_MOBILENET_STAGES)}")
+    raise ValueError(
+        f"unknown encoder {name!r}; choose one of resnet50, resnet34, resnet18, {', '.join(_MOBILENET_STAGES)}"
+    )
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from .safetensors or a torch file (``weights_only=True``: no code runs)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file {path} does not exist; pass a local .pth/.safetensors "
-                                "state dict, 'imagenet' (downloads, online only), or nothing for random init")
+        raise FileNotFoundError(
+            f"backbone weights file {path} does not exist; pass a local .pth/.safetensors "
+            "state dict, 'imagenet' (downloads, online only), or nothing for random init"
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -165,8 +169,10 @@ def load_backbone_weights(encoder: nn.Module, source: str | Path) -> list[str]:
     own = encoder.state_dict()
     bad = [k for k in mapped if k not in own or own[k].shape != mapped[k].shape]
     if bad or not mapped:
-        raise ValueError(f"weights in {source} do not fit encoder {encoder.arch}: "
-                         f"{len(bad)} mismatched keys (e.g. {bad[:3]}); pass the torchvision {encoder.arch} state dict")
+        raise ValueError(
+            f"weights in {source} do not fit encoder {encoder.arch}: "
+            f"{len(bad)} mismatched keys (e.g. {bad[:3]}); pass the torchvision {encoder.arch} state dict"
+        )
     missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
     encoder.load_state_dict(mapped, strict=False)
     return missing

@@ -44,8 +44,9 @@ class GlobalBank(nn.Module):
         m: filters (depth) of the vault layer f_A.
     """
 
-    def __init__(self, in_levels: Sequence[LevelSpec], out_strides: Sequence[int], out_channels: int,
-                 k: int, m: int) -> None:
+    def __init__(
+        self, in_levels: Sequence[LevelSpec], out_strides: Sequence[int], out_channels: int, k: int, m: int
+    ) -> None:
         super().__init__()
         if k <= 0 or m <= 0:
             raise ValueError(f"GLB needs k > 0 and m > 0, got k={k!r}, m={m!r}")
@@ -53,8 +54,10 @@ class GlobalBank(nn.Module):
         for s in out_strides:
             ratio = s / base
             if ratio < 1 or not float(math.log2(ratio)).is_integer():
-                raise ValueError(f"GLB cannot reach output stride {s} from vault stride {base} "
-                                 "with stride-2 convs; output strides must be base * 2^n")
+                raise ValueError(
+                    f"GLB cannot reach output stride {s} from vault stride {base} "
+                    "with stride-2 convs; output strides must be base * 2^n"
+                )
         self.vault_stride = base
         self.proj = nn.ModuleList(_conv3x3(lv.channels, k) for lv in in_levels)
         self.vault = _conv3x3(k, m)
@@ -102,8 +105,13 @@ class PyramidNeck(nn.Module):
     the outputs ('0'..'3', 'pool'). The encoder levels are checked here, at construction.
     """
 
-    def __init__(self, in_levels: Sequence[LevelSpec], out_channels: int = 256,
-                 glb_k: int | None = None, glb_m: int | None = None) -> None:
+    def __init__(
+        self,
+        in_levels: Sequence[LevelSpec],
+        out_channels: int = 256,
+        glb_k: int | None = None,
+        glb_m: int | None = None,
+    ) -> None:
         super().__init__()
         in_levels = tuple(in_levels)
         if len(in_levels) != 4:
@@ -112,8 +120,9 @@ class PyramidNeck(nn.Module):
         if strides != sorted(strides) or any(b != 2 * a for a, b in zip(strides, strides[1:])):
             raise ValueError(f"encoder strides must double from level to level, got {strides}")
         self.in_levels = in_levels
-        self.fpn = FeaturePyramidNetwork([lv.channels for lv in in_levels], out_channels,
-                                         extra_blocks=LastLevelMaxPool())
+        self.fpn = FeaturePyramidNetwork(
+            [lv.channels for lv in in_levels], out_channels, extra_blocks=LastLevelMaxPool()
+        )
         out_strides = strides + [strides[-1] * 2]
         self.levels = tuple(LevelSpec(n, out_channels, s) for n, s in zip(["0", "1", "2", "3", "pool"], out_strides))
         self.out_channels = out_channels

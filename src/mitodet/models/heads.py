@@ -36,18 +36,21 @@ class FocalRPN(RegionProposalNetwork):
         objectness = objectness.flatten()
         labels_t = torch.cat(labels, dim=0)
         targets_t = torch.cat(regression_targets, dim=0)
-        box_loss = F.smooth_l1_loss(pred_bbox_deltas[sampled_pos], targets_t[sampled_pos], beta=1 / 9,
-                                    reduction="sum") / max(1, sampled.numel())
-        obj_loss = focal_loss(objectness[sampled], labels_t[sampled], self.focal_alpha, self.focal_gamma,
-                              reduction="sum") / max(1, sampled.numel())
+        box_loss = F.smooth_l1_loss(
+            pred_bbox_deltas[sampled_pos], targets_t[sampled_pos], beta=1 / 9, reduction="sum"
+        ) / max(1, sampled.numel())
+        obj_loss = focal_loss(
+            objectness[sampled], labels_t[sampled], self.focal_alpha, self.focal_gamma, reduction="sum"
+        ) / max(1, sampled.numel())
         return obj_loss, box_loss
 
 
 class FocalRoIHeads(RoIHeads):
     """Box-only RoI heads; focal-loss classifier with sigmoid scoring when ``focal_alpha`` is set."""
 
-    def __init__(self, *args, focal_alpha: float | None = None, focal_gamma: float | None = None,
-                 prior: float = 0.01, **kwargs) -> None:
+    def __init__(
+        self, *args, focal_alpha: float | None = None, focal_gamma: float | None = None, prior: float = 0.01, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
@@ -77,8 +80,9 @@ class FocalRoIHeads(RoIHeads):
         losses: dict[str, torch.Tensor] = {}
         if self.training:
             if self.uses_sigmoid:
-                cls, box = fastrcnn_focal_loss(class_logits, box_regression, labels, regression_targets,
-                                               self.focal_alpha, self.focal_gamma)
+                cls, box = fastrcnn_focal_loss(
+                    class_logits, box_regression, labels, regression_targets, self.focal_alpha, self.focal_gamma
+                )
             else:
                 cls, box = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
             losses = {"loss_classifier": cls, "loss_box_reg": box}

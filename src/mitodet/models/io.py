@@ -19,8 +19,9 @@ CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
 
 
-def save_detector(model: torch.nn.Module, out_dir: str | Path, config: ModelConfig | None = None,
-                  extra: dict[str, Any] | None = None) -> Path:
+def save_detector(
+    model: torch.nn.Module, out_dir: str | Path, config: ModelConfig | None = None, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``out_dir/model.safetensors`` and ``out_dir/config.json``.
 
     Args:
@@ -49,8 +50,10 @@ def read_model_config(model_dir: str | Path) -> tuple[ModelConfig, dict[str, Any
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); re-export the model with mitodet") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
-        raise ValueError(f"{path} has no 'model' settings object: it is not a mitodet model config; re-export "
-                         "the model with mitodet (mitodet train writes one into OUT/model)")
+        raise ValueError(
+            f"{path} has no 'model' settings object: it is not a mitodet model config; re-export "
+            "the model with mitodet (mitodet train writes one into OUT/model)"
+        )
     try:
         cfg = model_config_from_dict(doc["model"])
     except (TypeError, ValueError) as exc:
@@ -75,10 +78,14 @@ def load_detector(model_dir: str | Path, map_location: str = "cpu"):
     try:
         state = load_file(str(weights), device=map_location)
     except Exception as exc:  # safetensors raises its own SafetensorError (and OSError) on a damaged file
-        raise ValueError(f"{weights} cannot be read as safetensors ({type(exc).__name__}: {exc}); the file is "
-                         "damaged or incomplete: copy it again or re-export the model") from None
+        raise ValueError(
+            f"{weights} cannot be read as safetensors ({type(exc).__name__}: {exc}); the file is "
+            "damaged or incomplete: copy it again or re-export the model"
+        ) from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise ValueError(f"{weights} does not fit preset {cfg.preset!r}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ValueError(
+            f"{weights} does not fit preset {cfg.preset!r}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     return model.eval()

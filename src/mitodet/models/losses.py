@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.5, gamma: float = 0.5,
-               reduction: str = "none") -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.5, gamma: float = 0.5, reduction: str = "none"
+) -> torch.Tensor:
     """Sigmoid focal loss, eq. 7 of the paper, element-wise over classes.
 
     FL = -z * alpha * (1-p)^gamma * log(p) - (1-z) * (1-alpha) * p^gamma * log(1-p),
@@ -30,8 +31,8 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.5, 
     if logits.shape != targets.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape")
     targets = targets.to(logits.dtype)
-    log_p = F.logsigmoid(logits)          # log p
-    log_1mp = F.logsigmoid(-logits)       # log (1 - p)
+    log_p = F.logsigmoid(logits)  # log p
+    log_1mp = F.logsigmoid(-logits)  # log (1 - p)
     pos = -alpha * torch.exp(gamma * log_1mp) * log_p
     neg = -(1.0 - alpha) * torch.exp(gamma * log_p) * log_1mp
     loss = targets * pos + (1.0 - targets) * neg
@@ -44,8 +45,9 @@ def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.5, 
     raise ValueError(f"reduction must be 'none', 'sum' or 'mean', got {reduction!r}")
 
 
-def box_regression_loss(box_regression: torch.Tensor, regression_targets: torch.Tensor,
-                        labels: torch.Tensor, normaliser: int) -> torch.Tensor:
+def box_regression_loss(
+    box_regression: torch.Tensor, regression_targets: torch.Tensor, labels: torch.Tensor, normaliser: int
+) -> torch.Tensor:
     """torchvision's Fast R-CNN smooth-L1 box loss over positive RoIs (0 when there are none)."""
     pos = torch.where(labels > 0)[0]
     n = box_regression.shape[0]
@@ -54,9 +56,14 @@ def box_regression_loss(box_regression: torch.Tensor, regression_targets: torch.
     return loss / max(1, normaliser)
 
 
-def fastrcnn_focal_loss(class_logits: torch.Tensor, box_regression: torch.Tensor, labels: list[torch.Tensor],
-                        regression_targets: list[torch.Tensor], alpha: float, gamma: float
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+def fastrcnn_focal_loss(
+    class_logits: torch.Tensor,
+    box_regression: torch.Tensor,
+    labels: list[torch.Tensor],
+    regression_targets: list[torch.Tensor],
+    alpha: float,
+    gamma: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fast R-CNN loss with the focal loss on one-hot targets over (background, classes...).
 
     The focal term is summed over classes and averaged over the sampled RoIs, so with

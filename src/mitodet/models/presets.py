@@ -46,11 +46,20 @@ def cpu_variant(cfg: ModelConfig, name: str) -> ModelConfig:
     """The CPU-light twin of a paper preset (same GLB on/off and focal settings)."""
     glb = GLBConfig(k=64, m=2 * 64 if cfg.glb and cfg.glb.m > cfg.glb.k else 64) if cfg.glb else None
     return cfg.replace(
-        preset=name, encoder="mobilenet_v2", fpn_channels=64, glb=glb, mpp=0.5,
-        anchor_sizes=(16, 32, 64, 128, 256), aspect_ratios=(1.0,),
-        rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
-        rpn_pre_nms_top_n_test=600, rpn_post_nms_top_n_test=150,
-        rpn_batch_size_per_image=128, box_batch_size_per_image=128, box_head_dim=256,
+        preset=name,
+        encoder="mobilenet_v2",
+        fpn_channels=64,
+        glb=glb,
+        mpp=0.5,
+        anchor_sizes=(16, 32, 64, 128, 256),
+        aspect_ratios=(1.0,),
+        rpn_pre_nms_top_n_train=600,
+        rpn_post_nms_top_n_train=300,
+        rpn_pre_nms_top_n_test=600,
+        rpn_post_nms_top_n_test=150,
+        rpn_batch_size_per_image=128,
+        box_batch_size_per_image=128,
+        box_head_dim=256,
         notes="CPU-light twin: MobileNetV2, 64-ch FPN/GLB, 0.5 um/px",
     )
 
@@ -71,10 +80,17 @@ _TABLE1 = {
 
 # Paper Table 1 (MITOS-ATYPIA-14 Aperio, 8 um): precision, recall, F1.
 PAPER_RESULTS = {
-    "fpn": (0.578, 0.599, 0.589), "fpn-fl-g0": (0.586, 0.613, 0.595), "fpn-fl": (0.614, 0.645, 0.629),
-    "fpn-fl-g1": (0.563, 0.584, 0.573), "fpn-fl-g2": (0.496, 0.647, 0.561), "glb-fpn": (0.614, 0.675, 0.643),
-    "glb-fpn-m512": (0.647, 0.685, 0.662), "rdlm-g0": (0.623, 0.654, 0.638), "rdlm": (0.685, 0.700, 0.692),
-    "rdlm-g1": (0.591, 0.640, 0.614), "rdlm-g2": (0.546, 0.674, 0.602),
+    "fpn": (0.578, 0.599, 0.589),
+    "fpn-fl-g0": (0.586, 0.613, 0.595),
+    "fpn-fl": (0.614, 0.645, 0.629),
+    "fpn-fl-g1": (0.563, 0.584, 0.573),
+    "fpn-fl-g2": (0.496, 0.647, 0.561),
+    "glb-fpn": (0.614, 0.675, 0.643),
+    "glb-fpn-m512": (0.647, 0.685, 0.662),
+    "rdlm-g0": (0.623, 0.654, 0.638),
+    "rdlm": (0.685, 0.700, 0.692),
+    "rdlm-g1": (0.591, 0.640, 0.614),
+    "rdlm-g2": (0.546, 0.674, 0.602),
 }
 
 

@@ -114,7 +114,7 @@ class Rescorer(nn.Module):
         self.eval()
         out = []
         for i in range(0, len(patches), batch_size):
-            t = torch.from_numpy(np.ascontiguousarray(patches[i:i + batch_size])).permute(0, 3, 1, 2).float() / 255.0
+            t = torch.from_numpy(np.ascontiguousarray(patches[i : i + batch_size])).permute(0, 3, 1, 2).float() / 255.0
             out.append(torch.sigmoid(self(t) / float(self.config.temperature)).double().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
@@ -150,9 +150,12 @@ def read_patches(read, shape: tuple[int, int], points: np.ndarray, side_px: floa
         canvas = np.zeros((side, side, 3), dtype=np.uint8)
         ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
         if ix1 > ix0 and iy1 > iy0:
-            canvas[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = read(ix0, iy0, ix1, iy1)
-        out[i] = canvas if side == out_px else np.asarray(
-            Image.fromarray(canvas).resize((out_px, out_px), Image.Resampling.BILINEAR))
+            canvas[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = read(ix0, iy0, ix1, iy1)
+        out[i] = (
+            canvas
+            if side == out_px
+            else np.asarray(Image.fromarray(canvas).resize((out_px, out_px), Image.Resampling.BILINEAR))
+        )
     return out
 
 
@@ -161,8 +164,9 @@ def array_reader(image: np.ndarray):
     return lambda x0, y0, x1, y1: image[y0:y1, x0:x1]
 
 
-def save_rescorer(model: Rescorer, model_dir: str | Path, config: RescorerConfig | None = None,
-                  extra: dict[str, Any] | None = None) -> Path:
+def save_rescorer(
+    model: Rescorer, model_dir: str | Path, config: RescorerConfig | None = None, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``<model_dir>/rescorer/{model.safetensors, config.json}`` (atomic per file)."""
     out = Path(model_dir) / RESCORER_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -191,14 +195,18 @@ def load_rescorer(model_dir: str | Path) -> Rescorer:
     except FileNotFoundError:
         raise FileNotFoundError(f"{cpath} not found: the second stage needs {CONFIG_NAME} and {WEIGHTS_NAME}") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{cpath} is not a mitodet rescorer config ({exc}); re-export it with "
-                         "`mitodet train-rescorer`, or run without the second stage (--no-second-stage)") from None
+        raise ValueError(
+            f"{cpath} is not a mitodet rescorer config ({exc}); re-export it with "
+            "`mitodet train-rescorer`, or run without the second stage (--no-second-stage)"
+        ) from None
     model = Rescorer(cfg)
     try:
         state = load_file(str(wpath))
     except Exception as exc:  # safetensors' own error type, or OSError
-        raise ValueError(f"{wpath} cannot be read as safetensors ({type(exc).__name__}: {exc}); copy it again, "
-                         "or run without the second stage (--no-second-stage)") from None
+        raise ValueError(
+            f"{wpath} cannot be read as safetensors ({type(exc).__name__}: {exc}); copy it again, "
+            "or run without the second stage (--no-second-stage)"
+        ) from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{wpath} does not fit the rescorer: missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -221,7 +229,7 @@ def adapt_batchnorm(model: Rescorer, patches: np.ndarray, batch_size: int = 128)
         bn.momentum = None  # a cumulative average over every batch
     adapted.train()
     for i in range(0, len(patches), batch_size):
-        chunk = patches[i:i + batch_size]
+        chunk = patches[i : i + batch_size]
         if len(chunk) < 2:
             continue
         adapted(torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2).float() / 255.0)

@@ -127,8 +127,13 @@ def _color(color: Sequence[int]) -> list[int]:
     return c
 
 
-def write_csv(path: str | os.PathLike[str], points_px: np.ndarray, scores: np.ndarray | None,
-              mpp: float, first_scores: np.ndarray | None = None) -> Path:
+def write_csv(
+    path: str | os.PathLike[str],
+    points_px: np.ndarray,
+    scores: np.ndarray | None,
+    mpp: float,
+    first_scores: np.ndarray | None = None,
+) -> Path:
     """Write detections as CSV with header ``x,y,score,x_um,y_um`` (``,first_stage_score``).
 
     Args:
@@ -153,10 +158,14 @@ def write_csv(path: str | os.PathLike[str], points_px: np.ndarray, scores: np.nd
     return atomic_write_text(path, buf.getvalue())
 
 
-def geojson_features(points_px: np.ndarray, scores: np.ndarray | None, *,
-                     classification: str = DEFAULT_CLASSIFICATION,
-                     color: Sequence[int] = DEFAULT_COLOR,
-                     measurement_name: str = "score") -> dict[str, Any]:
+def geojson_features(
+    points_px: np.ndarray,
+    scores: np.ndarray | None,
+    *,
+    classification: str = DEFAULT_CLASSIFICATION,
+    color: Sequence[int] = DEFAULT_COLOR,
+    measurement_name: str = "score",
+) -> dict[str, Any]:
     """The QuPath GeoJSON ``FeatureCollection`` of point detections, as a dict.
 
     See :func:`write_geojson` for the structure.
@@ -172,18 +181,26 @@ def geojson_features(points_px: np.ndarray, scores: np.ndarray | None, *,
         }
         if not math.isnan(s):
             props["measurements"] = {measurement_name: s}
-        feats.append({
-            "type": "Feature",
-            "id": str(uuid.uuid4()),
-            "geometry": {"type": "Point", "coordinates": [x, y]},
-            "properties": props,
-        })
+        feats.append(
+            {
+                "type": "Feature",
+                "id": str(uuid.uuid4()),
+                "geometry": {"type": "Point", "coordinates": [x, y]},
+                "properties": props,
+            }
+        )
     return {"type": "FeatureCollection", "features": feats}
 
 
-def write_geojson(path: str | os.PathLike[str], points_px: np.ndarray, scores: np.ndarray | None, *,
-                  classification: str = DEFAULT_CLASSIFICATION, color: Sequence[int] = DEFAULT_COLOR,
-                  measurement_name: str = "score") -> Path:
+def write_geojson(
+    path: str | os.PathLike[str],
+    points_px: np.ndarray,
+    scores: np.ndarray | None,
+    *,
+    classification: str = DEFAULT_CLASSIFICATION,
+    color: Sequence[int] = DEFAULT_COLOR,
+    measurement_name: str = "score",
+) -> Path:
     """Write detections as QuPath-importable GeoJSON (File > Import objects, or drag and drop).
 
     Each detection becomes::
@@ -203,13 +220,20 @@ def write_geojson(path: str | os.PathLike[str], points_px: np.ndarray, scores: n
         color: class colour as (r, g, b) in 0-255.
         measurement_name: name of the score measurement in QuPath's measurement table.
     """
-    fc = geojson_features(points_px, scores, classification=classification, color=color,
-                          measurement_name=measurement_name)
+    fc = geojson_features(
+        points_px, scores, classification=classification, color=color, measurement_name=measurement_name
+    )
     return atomic_write_text(path, json.dumps(fc, allow_nan=False) + "\n")
 
 
-def midog_points(points_px: np.ndarray, scores: np.ndarray | None, mpp: float, *,
-                 threshold: float | None = None, name: str = "Points of interest") -> dict[str, Any]:
+def midog_points(
+    points_px: np.ndarray,
+    scores: np.ndarray | None,
+    mpp: float,
+    *,
+    threshold: float | None = None,
+    name: str = "Points of interest",
+) -> dict[str, Any]:
     """The grand-challenge "Multiple points" dict of :func:`write_midog_json`."""
     pts = _points(points_px)
     m = _mpp(mpp)
@@ -217,7 +241,8 @@ def midog_points(points_px: np.ndarray, scores: np.ndarray | None, mpp: float, *
     out = []
     for (x, y), s in zip(pts.tolist(), sc.tolist()):
         p: dict[str, Any] = {
-            "name": "mitotic figure" if (threshold is None or math.isnan(s) or s >= threshold)
+            "name": "mitotic figure"
+            if (threshold is None or math.isnan(s) or s >= threshold)
             else "non-mitotic figure",
             "point": [x * m / 1000.0, y * m / 1000.0, 0],
         }
@@ -227,9 +252,15 @@ def midog_points(points_px: np.ndarray, scores: np.ndarray | None, mpp: float, *
     return {"name": name, "type": "Multiple points", "points": out, "version": {"major": 1, "minor": 0}}
 
 
-def write_midog_json(path: str | os.PathLike[str], points_px: np.ndarray, scores: np.ndarray | None,
-                     mpp: float, *, threshold: float | None = None,
-                     name: str = "Points of interest") -> Path:
+def write_midog_json(
+    path: str | os.PathLike[str],
+    points_px: np.ndarray,
+    scores: np.ndarray | None,
+    mpp: float,
+    *,
+    threshold: float | None = None,
+    name: str = "Points of interest",
+) -> Path:
     """Write detections in the MIDOG / grand-challenge "Multiple points" JSON format.
 
     Structure (coordinates in millimetres, ``x_mm = x_px * mpp / 1000``, z = 0)::
@@ -290,8 +321,11 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         ]
     lines.append("")
     if hot and hot.get("extrapolated"):
-        lines += ["**Note:** the image is smaller than 10 HPF; the hotspot is the whole image and its "
-                  "count was scaled to 10 HPF by the tissue area (extrapolated).", ""]
+        lines += [
+            "**Note:** the image is smaller than 10 HPF; the hotspot is the whole image and its "
+            "count was scaled to 10 HPF by the tissue area (extrapolated).",
+            "",
+        ]
     nt = summary.get("nottingham") or {}
     lines += ["## Nottingham mitotic score", ""]
     if nt.get("score") is not None:
@@ -329,8 +363,9 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_summary(json_path: str | os.PathLike[str], md_path: str | os.PathLike[str] | None,
-                  summary: dict[str, Any]) -> tuple[Path, Path | None]:
+def write_summary(
+    json_path: str | os.PathLike[str], md_path: str | os.PathLike[str] | None, summary: dict[str, Any]
+) -> tuple[Path, Path | None]:
     """Write the read-out as JSON and (when ``md_path`` is given) a short Markdown report.
 
     Both documents are rendered before either is written, so an unserialisable summary
@@ -344,7 +379,15 @@ def write_summary(json_path: str | os.PathLike[str], md_path: str | os.PathLike[
 
 
 __all__ = [
-    "DEFAULT_CLASSIFICATION", "DEFAULT_COLOR", "atomic_write_bytes", "atomic_write_text", "write_csv",
-    "geojson_features", "write_geojson", "midog_points", "write_midog_json", "summary_markdown",
+    "DEFAULT_CLASSIFICATION",
+    "DEFAULT_COLOR",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "write_csv",
+    "geojson_features",
+    "write_geojson",
+    "midog_points",
+    "write_midog_json",
+    "summary_markdown",
     "write_summary",
 ]

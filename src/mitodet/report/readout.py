@@ -152,8 +152,7 @@ class MitoticScore:
             "score1_max": self.row.score1_max,
             "score2_max": self.row.score2_max,
             "field_area_mm2": float(self.field_area_mm2),
-            "table_row": {"field_diameter_mm": self.row.field_diameter_mm,
-                          "field_area_mm2": self.row.field_area_mm2},
+            "table_row": {"field_diameter_mm": self.row.field_diameter_mm, "field_area_mm2": self.row.field_area_mm2},
             "row_rule": "nearest field area in the published table, cut-offs used as published",
             "table_source": NOTTINGHAM_TABLE_SOURCE,
         }
@@ -225,8 +224,9 @@ def count_per_mm2(count: float, area_mm2: float) -> float:
     return _count("count", count) / _positive("area_mm2", area_mm2)
 
 
-def count_per_10hpf(count: float, area_mm2: float, field_area_mm2: float = DIGITAL_HPF_AREA_MM2,
-                    n_fields: int = 10) -> float:
+def count_per_10hpf(
+    count: float, area_mm2: float, field_area_mm2: float = DIGITAL_HPF_AREA_MM2, n_fields: int = 10
+) -> float:
     """Mitoses per ``n_fields`` HPF: the density over ``area_mm2`` times ``n_fields * field_area_mm2``."""
     if isinstance(n_fields, bool) or not isinstance(n_fields, (int, np.integer)) or n_fields < 1:
         raise ValueError(f"n_fields must be a positive integer, got {n_fields!r}")
@@ -297,8 +297,10 @@ def _cells(pts: np.ndarray, step: float, n: int, axis: str) -> np.ndarray:
     bad = (idx < -1) | (idx > n)
     if np.any(bad):
         v = float(pts[bad][0])
-        raise ValueError(f"{int(bad.sum())} point(s) lie outside the tissue mask's extent in {axis} "
-                         f"(e.g. {v:g} um, extent 0-{n * step:g} um); check mpp and the mask's size")
+        raise ValueError(
+            f"{int(bad.sum())} point(s) lie outside the tissue mask's extent in {axis} "
+            f"(e.g. {v:g} um, extent 0-{n * step:g} um); check mpp and the mask's size"
+        )
     return np.clip(idx, 0, n - 1)
 
 
@@ -354,8 +356,10 @@ def find_hotspot(
     if mask.ndim != 2 or mask.size == 0:
         raise ValueError(f"tissue_mask must be a non-empty 2-D (h, w) array, got shape {mask.shape}")
     if not mask.any():
-        raise ValueError("tissue_mask has no tissue; a hotspot needs tissue (pass an all-True mask "
-                         "to treat the whole image as tissue)")
+        raise ValueError(
+            "tissue_mask has no tissue; a hotspot needs tissue (pass an all-True mask "
+            "to treat the whole image as tissue)"
+        )
     pts = _points(points_um, "points_um")
     h, w = mask.shape
     cx = _cells(pts[:, 0], mx, w, "x")
@@ -374,9 +378,16 @@ def find_hotspot(
     if ww > w or wh > h:
         tissue_mm2 = float(mask.sum()) * mx * my / 1e6
         n = int(len(pts))
-        return Hotspot(box_um=(0.0, 0.0, w * mx, h * my), count=n, area_mm2=tissue_mm2,
-                       count_per_10hpf=n * target_mm2 / tissue_mm2, tissue_fraction=float(mask.mean()),
-                       extrapolated=True, n_fields=n_fields, field_area_mm2=fa)
+        return Hotspot(
+            box_um=(0.0, 0.0, w * mx, h * my),
+            count=n,
+            area_mm2=tissue_mm2,
+            count_per_10hpf=n * target_mm2 / tissue_mm2,
+            tissue_fraction=float(mask.mean()),
+            extrapolated=True,
+            n_fields=n_fields,
+            field_area_mm2=fa,
+        )
 
     win_counts = _window_sums(counts, wh, ww)
     win_frac = _window_sums(mask.astype(np.int64), wh, ww) / float(ww * wh)
@@ -390,10 +401,16 @@ def find_hotspot(
     r0, c0 = divmod(int(best), win_counts.shape[1])
     area_mm2 = ww * wh * mx * my / 1e6
     count = int(win_counts[r0, c0])
-    return Hotspot(box_um=(c0 * mx, r0 * my, (c0 + ww) * mx, (r0 + wh) * my), count=count,
-                   area_mm2=area_mm2, count_per_10hpf=count * target_mm2 / area_mm2,
-                   tissue_fraction=float(win_frac[r0, c0]), extrapolated=False,
-                   n_fields=n_fields, field_area_mm2=fa)
+    return Hotspot(
+        box_um=(c0 * mx, r0 * my, (c0 + ww) * mx, (r0 + wh) * my),
+        count=count,
+        area_mm2=area_mm2,
+        count_per_10hpf=count * target_mm2 / area_mm2,
+        tissue_fraction=float(win_frac[r0, c0]),
+        extrapolated=False,
+        n_fields=n_fields,
+        field_area_mm2=fa,
+    )
 
 
 HOTSPOT_GRID_UM = 8.0
@@ -477,25 +494,48 @@ def summarize(
     }
     if tissue_mm2 <= 0:
         summary["hotspot"] = None
-        summary["nottingham"] = {"score": None, "error": "no tissue in tissue_mask",
-                                 "table_source": NOTTINGHAM_TABLE_SOURCE}
+        summary["nottingham"] = {
+            "score": None,
+            "error": "no tissue in tissue_mask",
+            "table_source": NOTTINGHAM_TABLE_SOURCE,
+        }
         return summary
-    hot = find_hotspot(pts * m, mask, mask_mpp, field_area_mm2=field_area_mm2, n_fields=n_fields,
-                       min_tissue_fraction=min_tissue_fraction)
+    hot = find_hotspot(
+        pts * m,
+        mask,
+        mask_mpp,
+        field_area_mm2=field_area_mm2,
+        n_fields=n_fields,
+        min_tissue_fraction=min_tissue_fraction,
+    )
     summary["hotspot"] = hot.to_dict(mpp=m)
     try:
         ms = mitotic_score(hot.count_per_10hpf, field_area_mm2)
         nd = ms.to_dict()
         nd["based_on"] = "hotspot (extrapolated from the whole image)" if hot.extrapolated else "hotspot"
     except ValueError as err:
-        nd = {"score": None, "error": str(err), "field_area_mm2": float(field_area_mm2),
-              "table_source": NOTTINGHAM_TABLE_SOURCE}
+        nd = {
+            "score": None,
+            "error": str(err),
+            "field_area_mm2": float(field_area_mm2),
+            "table_source": NOTTINGHAM_TABLE_SOURCE,
+        }
     summary["nottingham"] = nd
     return summary
 
 
 __all__ = [
-    "DIGITAL_HPF_AREA_MM2", "NOTTINGHAM_TABLE", "NOTTINGHAM_TABLE_SOURCE", "NottinghamRow", "MitoticScore",
-    "nottingham_row", "mitotic_score", "count_per_mm2", "count_per_10hpf", "Hotspot", "find_hotspot",
-    "HOTSPOT_GRID_UM", "summarize",
+    "DIGITAL_HPF_AREA_MM2",
+    "NOTTINGHAM_TABLE",
+    "NOTTINGHAM_TABLE_SOURCE",
+    "NottinghamRow",
+    "MitoticScore",
+    "nottingham_row",
+    "mitotic_score",
+    "count_per_mm2",
+    "count_per_10hpf",
+    "Hotspot",
+    "find_hotspot",
+    "HOTSPOT_GRID_UM",
+    "summarize",
 ]

@@ -71,8 +71,7 @@ def _points(points: object) -> np.ndarray:
     return as_points(points, "points")
 
 
-def _marker(draw: ImageDraw.ImageDraw, x: float, y: float, r: float, shape: str, color: Color,
-            width: int) -> None:
+def _marker(draw: ImageDraw.ImageDraw, x: float, y: float, r: float, shape: str, color: Color, width: int) -> None:
     if shape == "circle":
         draw.ellipse([x - r, y - r, x + r, y + r], outline=color, width=width)
     elif shape == "square":
@@ -84,9 +83,17 @@ def _marker(draw: ImageDraw.ImageDraw, x: float, y: float, r: float, shape: str,
         raise ValueError(f"unknown marker shape {shape!r}; use circle, square or diamond")
 
 
-def draw_detections(image: np.ndarray, points: np.ndarray, scores: np.ndarray | None = None, *,
-                    radius_px: float = 12.0, color: Sequence[int] = DETECTION_COLOR, width: int = 2,
-                    shape: str = "circle", show_scores: bool = False) -> np.ndarray:
+def draw_detections(
+    image: np.ndarray,
+    points: np.ndarray,
+    scores: np.ndarray | None = None,
+    *,
+    radius_px: float = 12.0,
+    color: Sequence[int] = DETECTION_COLOR,
+    width: int = 2,
+    shape: str = "circle",
+    show_scores: bool = False,
+) -> np.ndarray:
     """Draw one marker per detection.
 
     Args:
@@ -134,9 +141,16 @@ def _legend(pil: Image.Image, entries: list[tuple[str, str, Color]], width: int)
         draw.text((pad * 2 + 2 * r, cy - 6), text, fill=(0, 0, 0), font=font)
 
 
-def draw_evaluation(image: np.ndarray, tp_points: np.ndarray, fp_points: np.ndarray,
-                    fn_points: np.ndarray, *, radius_px: float = 12.0, width: int = 2,
-                    legend: bool = True) -> np.ndarray:
+def draw_evaluation(
+    image: np.ndarray,
+    tp_points: np.ndarray,
+    fp_points: np.ndarray,
+    fn_points: np.ndarray,
+    *,
+    radius_px: float = 12.0,
+    width: int = 2,
+    legend: bool = True,
+) -> np.ndarray:
     """Draw matched (TP), spurious (FP) and missed (FN) mitoses in distinct colours and shapes.
 
     Args:
@@ -152,8 +166,11 @@ def draw_evaluation(image: np.ndarray, tp_points: np.ndarray, fp_points: np.ndar
         A new ``(H, W, 3)`` uint8 array.
     """
     out = to_rgb_uint8(image)
-    groups = [(tp_points, "TP", "circle", TP_COLOR), (fp_points, "FP", "square", FP_COLOR),
-              (fn_points, "FN", "diamond", FN_COLOR)]
+    groups = [
+        (tp_points, "TP", "circle", TP_COLOR),
+        (fp_points, "FP", "square", FP_COLOR),
+        (fn_points, "FN", "diamond", FN_COLOR),
+    ]
     entries = []
     for pts, label, shape, color in groups:
         p = _points(pts)
@@ -174,10 +191,23 @@ def _jet(t: np.ndarray) -> np.ndarray:
 
 
 # Viridis anchors (matplotlib's values at 0, 1/8, ..., 1), linearly interpolated.
-_VIRIDIS_ANCHORS = np.array([
-    [68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
-    [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37],
-], dtype=np.float64) / 255.0
+_VIRIDIS_ANCHORS = (
+    np.array(
+        [
+            [68, 1, 84],
+            [71, 44, 122],
+            [59, 81, 139],
+            [44, 113, 142],
+            [33, 144, 141],
+            [39, 173, 129],
+            [92, 200, 99],
+            [170, 220, 50],
+            [253, 231, 37],
+        ],
+        dtype=np.float64,
+    )
+    / 255.0
+)
 
 
 def _viridis(t: np.ndarray) -> np.ndarray:
@@ -219,14 +249,14 @@ def normalize_activation(activation: np.ndarray, shape: tuple[int, int] | None =
     a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
     if shape is not None and tuple(shape) != a.shape:
         h, w = int(shape[0]), int(shape[1])
-        a = np.asarray(Image.fromarray(a.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR),
-                       dtype=np.float64)
+        a = np.asarray(
+            Image.fromarray(a.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float64
+        )
         a = np.clip(a, 0.0, 1.0)
     return a
 
 
-def heatmap_overlay(image: np.ndarray, activation: np.ndarray, alpha: float = 0.5,
-                    colormap: str = "jet") -> np.ndarray:
+def heatmap_overlay(image: np.ndarray, activation: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
     """Eq. 9: ``HM = alpha * A + (1 - alpha) * Image``.
 
     Args:
@@ -263,6 +293,15 @@ def save_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
 
 
 __all__ = [
-    "DETECTION_COLOR", "TP_COLOR", "FP_COLOR", "FN_COLOR", "to_rgb_uint8", "draw_detections",
-    "draw_evaluation", "colormap_lut", "normalize_activation", "heatmap_overlay", "save_image",
+    "DETECTION_COLOR",
+    "TP_COLOR",
+    "FP_COLOR",
+    "FN_COLOR",
+    "to_rgb_uint8",
+    "draw_detections",
+    "draw_evaluation",
+    "colormap_lut",
+    "normalize_activation",
+    "heatmap_overlay",
+    "save_image",
 ]

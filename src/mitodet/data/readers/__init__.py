@@ -66,6 +66,4 @@ def get_reader(name: str) -> Callable[..., list[ImageRecord]]:
     try:
         return READERS[name]
     except KeyError:
-        raise KeyError(
-            f"unknown dataset reader {name!r}; known readers: {', '.join(sorted(READERS))}"
-        ) from None
+        raise KeyError(f"unknown dataset reader {name!r}; known readers: {', '.join(sorted(READERS))}") from None

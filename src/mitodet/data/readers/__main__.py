@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     root = Path(argv[0] if argv else os.environ.get("MITODET_DATA", "../shared/data"))
     if not root.is_dir():
-        print(f"data root {root} not found: pass it as an argument or set MITODET_DATA",
-              file=sys.stderr)
+        print(f"data root {root} not found: pass it as an argument or set MITODET_DATA", file=sys.stderr)
         return 2
     header = (
         f"{'folder':<28} {'reader':<24} {'records':>8} {'mitoses':>8} {'hard neg':>8} "
@@ -62,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         negatives = sum(len(r.hard_negatives) for r in records)
         slides = len({r.slide for r in records})
         empty = sum(1 for r in records if len(r.points) == 0)
-        print(f"{folder:<28} {name:<24} {len(records):>8} {mitoses:>8} {negatives:>8} "
-              f"{slides:>7} {empty:>6} {seconds:>6.2f}")
+        print(
+            f"{folder:<28} {name:<24} {len(records):>8} {mitoses:>8} {negatives:>8} "
+            f"{slides:>7} {empty:>6} {seconds:>6.2f}"
+        )
     return 0
 
 

@@ -68,7 +68,9 @@ def iter_data_lines(path: Path) -> Iterator[tuple[int, str]]:
     except UnicodeDecodeError as e:
         line = path.read_bytes()[: e.start].count(b"\n") + 1
         raise format_error(
-            path, line, f"not UTF-8 text ({e.reason} at byte {e.start})",
+            path,
+            line,
+            f"not UTF-8 text ({e.reason} at byte {e.start})",
             "Save the file as plain UTF-8 CSV/text",
         ) from None
     except OSError as e:
@@ -84,12 +86,12 @@ def parse_number(text: str, path: Path, line: int, name: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise format_error(
-            path, line, f"{name} is {text!r}, not a number", "Write a plain decimal number"
-        ) from None
+        raise format_error(path, line, f"{name} is {text!r}, not a number", "Write a plain decimal number") from None
     if not math.isfinite(value):
         raise format_error(
-            path, line, f"{name} is {text!r}, not a finite number",
+            path,
+            line,
+            f"{name} is {text!r}, not a finite number",
             "Remove the row or give a finite value",
         )
     return value
@@ -100,9 +102,10 @@ def parse_coordinate(text: str, path: Path, line: int, name: str) -> float:
     value = parse_number(text, path, line, name)
     if value < 0:
         raise format_error(
-            path, line, f"{name} is {text!r}, a negative pixel coordinate",
-            "Coordinates are level-0 pixels from the image's top-left corner (>= 0); "
-            "fix or remove the row",
+            path,
+            line,
+            f"{name} is {text!r}, a negative pixel coordinate",
+            "Coordinates are level-0 pixels from the image's top-left corner (>= 0); fix or remove the row",
         )
     return value
 
@@ -121,9 +124,7 @@ def image_size(path: Path) -> tuple[int, int]:
     except FileNotFoundError:
         raise format_error(path, None, "image not found", "Check the dataset folder") from None
     except (UnidentifiedImageError, OSError) as e:
-        raise format_error(
-            path, None, f"not a readable image ({e})", "Replace the file with a valid image"
-        ) from None
+        raise format_error(path, None, f"not a readable image ({e})", "Replace the file with a valid image") from None
 
 
 def points_array(points: list[tuple[float, float]] | list[list[float]]) -> np.ndarray:

@@ -40,12 +40,30 @@ IGNORED_COLUMNS = ("x_um", "y_um", "first_stage_score")
 #: accepted spellings of a label (case-insensitive, surrounding spaces ignored), in every
 #: point format mitodet reads (points CSV for training, ``mitodet evaluate``, ``detect --gt``)
 LABEL_NAMES: dict[str, int] = {
-    **{k: LABEL_MITOSIS for k in ("1", "1.0", "mitosis", "mitotic", "mitotic figure",
-                                  "mitotic_figure", "mf", "positive", "true")},
-    **{k: LABEL_HARD_NEGATIVE for k in ("0", "0.0", "2", "hard_negative", "hard negative",
-                                        "hard-negative", "negative", "non_mitosis",
-                                        "non-mitosis", "non mitosis", "not mitotic figure",
-                                        "non-mitotic", "imposter", "impostor", "false")},
+    **{
+        k: LABEL_MITOSIS
+        for k in ("1", "1.0", "mitosis", "mitotic", "mitotic figure", "mitotic_figure", "mf", "positive", "true")
+    },
+    **{
+        k: LABEL_HARD_NEGATIVE
+        for k in (
+            "0",
+            "0.0",
+            "2",
+            "hard_negative",
+            "hard negative",
+            "hard-negative",
+            "negative",
+            "non_mitosis",
+            "non-mitosis",
+            "non mitosis",
+            "not mitotic figure",
+            "non-mitotic",
+            "imposter",
+            "impostor",
+            "false",
+        )
+    },
 }
 
 
@@ -70,8 +88,9 @@ class PointRows:
     line: int  # where the image first appears
 
 
-def parse_points_csv(path: str | Path, *, image_root: str | Path | None = None,
-                     default_image: str | None = None) -> list[PointRows]:
+def parse_points_csv(
+    path: str | Path, *, image_root: str | Path | None = None, default_image: str | None = None
+) -> list[PointRows]:
     """Parse a points CSV into per-image rows: the one set of rules for every caller.
 
     Columns (header required, any order; spellings in ``_COLUMNS``): ``image``, ``x``, ``y``
@@ -102,12 +121,12 @@ def parse_points_csv(path: str | Path, *, image_root: str | Path | None = None,
         try:
             header = next((row for row in reader if any(c.strip() for c in row)), None)
         except (csv.Error, UnicodeDecodeError) as e:
-            raise format_error(
-                path, reader.line_num, f"unreadable CSV ({e})", "Save it as UTF-8 CSV"
-            ) from None
+            raise format_error(path, reader.line_num, f"unreadable CSV ({e})", "Save it as UTF-8 CSV") from None
         if header is None:
             raise format_error(
-                path, None, "empty file: no header",
+                path,
+                None,
+                "empty file: no header",
                 "Start with a header line 'image,x,y[,score][,label][,mpp]'",
             )
         header_line = reader.line_num
@@ -127,7 +146,9 @@ def parse_points_csv(path: str | Path, *, image_root: str | Path | None = None,
             if duplicated:
                 problems.append(f"duplicated column(s) {duplicated}")
             raise format_error(
-                path, header_line, f"bad header {header!r}: " + "; ".join(problems),
+                path,
+                header_line,
+                f"bad header {header!r}: " + "; ".join(problems),
                 "Use the columns ['image', 'x', 'y'] plus any of ['score', 'label', 'mpp', 'slide', "
                 "'domain'] (x = column, y = row, level-0 pixels)",
             )
@@ -140,7 +161,9 @@ def parse_points_csv(path: str | Path, *, image_root: str | Path | None = None,
                     continue
                 if len(row) != len(columns):
                     raise format_error(
-                        path, line, f"{len(row)} fields, the header has {len(columns)}",
+                        path,
+                        line,
+                        f"{len(row)} fields, the header has {len(columns)}",
                         "Give every row one value per header column (empty for none)",
                     )
                 cell = {name: row[i].strip() for name, i in col.items()}
@@ -151,14 +174,24 @@ def parse_points_csv(path: str | Path, *, image_root: str | Path | None = None,
                 if group is None:
                     image = Path(key)
                     group = groups[key] = PointRows(
-                        key, image if image.is_absolute() else base / image, [], [],
-                        [] if "score" in col else None, None, None, None, line)
+                        key,
+                        image if image.is_absolute() else base / image,
+                        [],
+                        [],
+                        [] if "score" in col else None,
+                        None,
+                        None,
+                        None,
+                        line,
+                    )
                 for name in ("slide", "domain"):
                     value = cell.get(name, "")
                     if value:
                         if getattr(group, name) not in (None, value):
                             raise format_error(
-                                path, line, f"{name} {value!r} differs from {getattr(group, name)!r} "
+                                path,
+                                line,
+                                f"{name} {value!r} differs from {getattr(group, name)!r} "
                                 f"given earlier for image {key!r}",
                                 f"Give one {name} per image",
                             )
@@ -169,35 +202,41 @@ def parse_points_csv(path: str | Path, *, image_root: str | Path | None = None,
                         raise format_error(path, line, f"mpp is {cell['mpp']!r}", "mpp must be > 0")
                     if group.mpp is not None and not math.isclose(group.mpp, row_mpp):
                         raise format_error(
-                            path, line, f"mpp {row_mpp} differs from {group.mpp} given "
-                            f"earlier for image {key!r}", "Give one mpp per image",
+                            path,
+                            line,
+                            f"mpp {row_mpp} differs from {group.mpp} given earlier for image {key!r}",
+                            "Give one mpp per image",
                         )
                     group.mpp = row_mpp
                 if not cell["x"] and not cell["y"]:
                     continue  # declares an image without objects
                 if not cell["x"] or not cell["y"]:
                     raise format_error(
-                        path, line, f"only one of x={cell['x']!r}, y={cell['y']!r} is given",
+                        path,
+                        line,
+                        f"only one of x={cell['x']!r}, y={cell['y']!r} is given",
                         "Give both x and y, or leave both empty for an image without objects",
                     )
-                group.points.append((
-                    parse_coordinate(cell["x"], path, line, "x"),
-                    parse_coordinate(cell["y"], path, line, "y"),
-                ))
+                group.points.append(
+                    (
+                        parse_coordinate(cell["x"], path, line, "x"),
+                        parse_coordinate(cell["y"], path, line, "y"),
+                    )
+                )
                 label_text = cell.get("label", "")
                 label = LABEL_MITOSIS if not label_text else parse_label(label_text)
                 if label is None:
                     raise format_error(
-                        path, line, f"unknown label {label_text!r}",
+                        path,
+                        line,
+                        f"unknown label {label_text!r}",
                         "Use 1/mitosis for mitotic figures and 0/hard_negative for look-alikes",
                     )
                 group.labels.append(label)
                 if group.scores is not None:
                     group.scores.append(parse_number(cell["score"], path, line, "score"))
         except (csv.Error, UnicodeDecodeError) as e:
-            raise format_error(
-                path, reader.line_num, f"unreadable CSV ({e})", "Save it as UTF-8 CSV"
-            ) from None
+            raise format_error(path, reader.line_num, f"unreadable CSV ({e})", "Save it as UTF-8 CSV") from None
     return list(groups.values())
 
 
@@ -236,7 +275,9 @@ def read_points_csv(
         image_mpp = group.mpp if group.mpp is not None else mpp
         if image_mpp is None:
             raise format_error(
-                path, group.line, f"no pixel size for image {group.name!r}",
+                path,
+                group.line,
+                f"no pixel size for image {group.name!r}",
                 "Add an 'mpp' column (um per pixel) or pass mpp=... to read_points_csv",
             )
         records.append(
@@ -254,8 +295,7 @@ def read_points_csv(
     return records
 
 
-_NEGATIVE_WORDS = {"non", "not", "negative", "imposter", "impostor", "mimic", "lookalike",
-                   "nonmitotic", "nonmitosis"}
+_NEGATIVE_WORDS = {"non", "not", "negative", "imposter", "impostor", "mimic", "lookalike", "nonmitotic", "nonmitosis"}
 _SCORE_NAMES = _COLUMNS["score"]
 
 
@@ -320,9 +360,7 @@ def _ring_centroid(ring: np.ndarray) -> tuple[np.ndarray, float]:
 def _geometry_points(geometry: Any, path: Path, where: str) -> list[np.ndarray]:
     """Points (x, y) an object geometry contributes: one per Point, one centroid per Polygon."""
     if not isinstance(geometry, Mapping):
-        raise format_error(
-            path, None, f"{where}: no geometry object", "Give every feature a geometry"
-        )
+        raise format_error(path, None, f"{where}: no geometry object", "Give every feature a geometry")
     kind, coords = geometry.get("type"), geometry.get("coordinates")
 
     def as_array(value: Any, depth_name: str) -> np.ndarray:
@@ -332,7 +370,9 @@ def _geometry_points(geometry: Any, path: Path, where: str) -> list[np.ndarray]:
             arr = np.empty(0)
         if arr.ndim == 0 or arr.shape[-1] < 2 or arr.size == 0:
             raise format_error(
-                path, None, f"{where}: {kind} coordinates {str(value)[:60]!r} are not {depth_name}",
+                path,
+                None,
+                f"{where}: {kind} coordinates {str(value)[:60]!r} are not {depth_name}",
                 "Write GeoJSON coordinates as [x, y] pairs in level-0 pixels",
             )
         return arr[..., :2]
@@ -357,7 +397,9 @@ def _geometry_points(geometry: Any, path: Path, where: str) -> list[np.ndarray]:
         weights = np.asarray(areas) if sum(areas) > 0 else np.ones(len(areas))
         return [np.average(np.asarray(centres), axis=0, weights=weights)]
     raise format_error(
-        path, None, f"{where}: geometry type {kind!r} is not supported",
+        path,
+        None,
+        f"{where}: geometry type {kind!r} is not supported",
         "Use Point, MultiPoint, Polygon or MultiPolygon objects",
     )
 
@@ -420,7 +462,9 @@ def read_qupath_geojson(
         features = data
     else:
         raise format_error(
-            path, None, "not a GeoJSON FeatureCollection, Feature or list of Features",
+            path,
+            None,
+            "not a GeoJSON FeatureCollection, Feature or list of Features",
             "Export with QuPath's 'Export objects as GeoJSON'",
         )
     points: list[np.ndarray] = []
@@ -435,13 +479,17 @@ def read_qupath_geojson(
         label = _class_label(name, label_map)
         if label is None:
             raise format_error(
-                path, None, f"{where}: unknown class {name!r}",
+                path,
+                None,
+                f"{where}: unknown class {name!r}",
                 f"Pass label_map={{{name!r}: 1}} (mitosis) or {{{name!r}: 0}} (hard negative)",
             )
         for p in _geometry_points(feature.get("geometry"), path, where):
             if not np.all(np.isfinite(p)) or np.any(p < 0):
                 raise format_error(
-                    path, None, f"{where}: point {p.tolist()} is not finite and >= 0",
+                    path,
+                    None,
+                    f"{where}: point {p.tolist()} is not finite and >= 0",
                     "Coordinates are level-0 pixels from the image's top-left corner",
                 )
             points.append(p)

@@ -50,13 +50,12 @@ def _read_pixel_lists(path: Path) -> tuple[np.ndarray, list[int]]:
             fields.pop()
         if len(fields) < 2 or len(fields) % 2:
             raise format_error(
-                path, line, f"{len(fields)} values, expected an even number >= 2",
+                path,
+                line,
+                f"{len(fields)} values, expected an even number >= 2",
                 "Each line is one mitosis as its pixel list x1,y1,x2,y2,... (x = column)",
             )
-        values = [
-            parse_coordinate(v, path, line, f"value {i + 1} ({'xy'[i % 2]})")
-            for i, v in enumerate(fields)
-        ]
+        values = [parse_coordinate(v, path, line, f"value {i + 1} ({'xy'[i % 2]})") for i, v in enumerate(fields)]
         pixels = np.asarray(values, dtype=np.float64).reshape(-1, 2)
         centroids.append(pixels.mean(axis=0))
         areas.append(len(pixels))
@@ -90,7 +89,9 @@ def read_icpr12(root: str | Path, *, require_images: bool = False) -> list[Image
     folders = sorted(p for p in root.iterdir() if p.is_dir() and _FOLDER_RE.match(p.name))
     if not folders:
         raise format_error(
-            root, None, "no scanner folders (A00_v2, H03_v2, ...) found",
+            root,
+            None,
+            "no scanner folders (A00_v2, H03_v2, ...) found",
             "Pass the ICPR 2012 folder that directly contains the A0k_v2/H0k_v2 folders",
         )
     records: list[ImageRecord] = []
@@ -103,12 +104,16 @@ def read_icpr12(root: str | Path, *, require_images: bool = False) -> list[Image
             image = folder / f"{frame}.bmp"
             if not csv_path.is_file():
                 raise format_error(
-                    csv_path, None, f"label file missing for frame image {image.name}",
+                    csv_path,
+                    None,
+                    f"label file missing for frame image {image.name}",
                     "Every frame needs its CSV (empty when it has no mitosis); restore it",
                 )
             if require_images and not image.is_file():
                 raise format_error(
-                    image, None, "frame image not found",
+                    image,
+                    None,
+                    "frame image not found",
                     "Add the .bmp frames, or call with require_images=False for label-only use",
                 )
             points, areas = _read_pixel_lists(csv_path)
@@ -127,9 +132,7 @@ def read_icpr12(root: str | Path, *, require_images: bool = False) -> list[Image
     return records
 
 
-def read_icpr12_patches(
-    root: str | Path, *, min_component_pixels: int = MIN_COMPONENT_PIXELS
-) -> list[ImageRecord]:
+def read_icpr12_patches(root: str | Path, *, min_component_pixels: int = MIN_COMPONENT_PIXELS) -> list[ImageRecord]:
     """Read ICPR 2012 scanner-A crops with binary masks (``images/`` + ``masks/``).
 
     Each mask (same file name as its image; 255 = mitosis pixel) is thresholded at 128,
@@ -160,9 +163,7 @@ def read_icpr12_patches(
 
     if min_component_pixels < 1:
         raise ValueError(f"min_component_pixels must be >= 1, got {min_component_pixels!r}")
-    root = check_dir(
-        root, "ICPR 2012 patches root", "Pass the folder that holds images/ and masks/"
-    )
+    root = check_dir(root, "ICPR 2012 patches root", "Pass the folder that holds images/ and masks/")
     images_dir = check_dir(root / "images", "images", "The crops go in <root>/images/")
     masks_dir = check_dir(root / "masks", "masks", "The masks go in <root>/masks/")
     images = {p.name: p for p in images_dir.iterdir() if p.is_file()}
@@ -170,7 +171,9 @@ def read_icpr12_patches(
     for name in sorted(set(images) ^ set(masks)):
         missing = (masks_dir if name in images else images_dir) / name
         raise format_error(
-            missing, None, "file missing: every crop needs a mask with the same name",
+            missing,
+            None,
+            "file missing: every crop needs a mask with the same name",
             "Restore the missing file or remove its partner",
         )
     eight = np.ones((3, 3), dtype=bool)
@@ -180,7 +183,9 @@ def read_icpr12_patches(
         match = _PATCH_RE.match(stem)
         if match is None:
             raise format_error(
-                images[name], None, f"name {stem!r} is not of the form A00_01_<index>",
+                images[name],
+                None,
+                f"name {stem!r} is not of the form A00_01_<index>",
                 "Keep the original crop names (slide_frame_index)",
             )
         slide = match.group(1)
@@ -188,9 +193,7 @@ def read_icpr12_patches(
             with Image.open(masks[name]) as im:
                 mask = np.asarray(im.convert("L"))
         except (UnidentifiedImageError, OSError) as e:
-            raise format_error(
-                masks[name], None, f"unreadable mask ({e})", "Replace it with a valid image"
-            ) from None
+            raise format_error(masks[name], None, f"unreadable mask ({e})", "Replace it with a valid image") from None
         components, n = ndimage.label(mask >= 128, structure=eight)
         centroids: list[tuple[float, float]] = []
         areas: list[int] = []

@@ -40,9 +40,7 @@ def load_json(path: Path) -> Any:
     except FileNotFoundError:
         raise format_error(path, None, "file not found", "Check the path") from None
     except json.JSONDecodeError as e:
-        raise format_error(
-            path, e.lineno, f"invalid JSON ({e.msg}, column {e.colno})", "Fix the JSON syntax"
-        ) from None
+        raise format_error(path, e.lineno, f"invalid JSON ({e.msg}, column {e.colno})", "Fix the JSON syntax") from None
     except UnicodeDecodeError as e:
         raise format_error(path, None, f"not UTF-8 text ({e.reason})", "Save it as UTF-8") from None
 
@@ -50,7 +48,9 @@ def load_json(path: Path) -> Any:
 def _number(value: Any, path: Path, where: str, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise format_error(
-            path, None, f"{where}: {name} is {value!r}, not a finite number",
+            path,
+            None,
+            f"{where}: {name} is {value!r}, not a finite number",
             "Give a finite number",
         )
     return float(value)
@@ -67,7 +67,9 @@ def _size(entry: Mapping[str, Any], path: Path) -> tuple[float, float]:
             value = _number(value, path, f"image {entry.get('id')!r}", key)
             if value <= 0:
                 raise format_error(
-                    path, None, f"image {entry.get('id')!r}: {key} is {value!r}",
+                    path,
+                    None,
+                    f"image {entry.get('id')!r}: {key} is {value!r}",
                     "Give the image size in pixels (> 0) or leave it out",
                 )
             sizes.append(value)
@@ -119,11 +121,15 @@ def read_midog(
     if not isinstance(mpp, Mapping) and not (isinstance(mpp, (int, float)) and mpp > 0):
         raise ValueError(f"mpp must be a positive float or a file_name -> mpp mapping, got {mpp!r}")
     data = load_json(json_path)
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
-        data.get("annotations"), list
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("annotations"), list)
     ):
         raise format_error(
-            json_path, None, "top level is not an object with 'images' and 'annotations' lists",
+            json_path,
+            None,
+            "top level is not an object with 'images' and 'annotations' lists",
             "Pass the MIDOG COCO-like annotation JSON",
         )
     images: dict[int, dict] = {}
@@ -132,12 +138,16 @@ def read_midog(
         where = f"images[{i}]"
         if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
             raise format_error(
-                json_path, None, f"{where} lacks 'id' or 'file_name': {str(entry)[:80]}",
+                json_path,
+                None,
+                f"{where} lacks 'id' or 'file_name': {str(entry)[:80]}",
                 "Every image needs an id and a file_name",
             )
         if entry["id"] in images:
             raise format_error(
-                json_path, None, f"{where}: duplicate image id {entry['id']!r}",
+                json_path,
+                None,
+                f"{where}: duplicate image id {entry['id']!r}",
                 "Image ids must be unique",
             )
         images[entry["id"]] = entry
@@ -149,7 +159,9 @@ def read_midog(
     with_score = sum(1 for a in data["annotations"] if isinstance(a, dict) and "score" in a)
     if 0 < with_score < len(data["annotations"]):
         raise format_error(
-            json_path, None, f"{with_score} of {len(data['annotations'])} annotations have a 'score'",
+            json_path,
+            None,
+            f"{with_score} of {len(data['annotations'])} annotations have a 'score'",
             "Give every annotation a score (a prediction file) or none (ground truth)",
         )
     for i, ann in enumerate(data["annotations"]):
@@ -159,31 +171,40 @@ def read_midog(
         image_id = ann.get("image_id")
         if image_id not in images:
             raise format_error(
-                json_path, None, f"{where}: image_id {image_id!r} is not in 'images'",
+                json_path,
+                None,
+                f"{where}: image_id {image_id!r} is not in 'images'",
                 "Add the image or remove the annotation",
             )
         category = ann.get("category_id", 1)  # a prediction file may leave it out
         if category not in _CATEGORIES:
             raise format_error(
-                json_path, None, f"{where}: category_id {category!r}, expected 1 or 2",
+                json_path,
+                None,
+                f"{where}: category_id {category!r}, expected 1 or 2",
                 "Use 1 for mitotic figure and 2 for hard negative (imposter)",
             )
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise format_error(
-                json_path, None, f"{where}: bbox {bbox!r} is not a list of 4 numbers",
+                json_path,
+                None,
+                f"{where}: bbox {bbox!r} is not a list of 4 numbers",
                 "Give bbox as [x1, y1, x2, y2]",
             )
         x1, y1, x2, y2 = (_number(v, json_path, where, "bbox value") for v in bbox)
         if x2 < x1 or y2 < y1:
             raise format_error(
-                json_path, None, f"{where}: bbox {bbox!r} has x2 < x1 or y2 < y1",
+                json_path,
+                None,
+                f"{where}: bbox {bbox!r} has x2 < x1 or y2 < y1",
                 "MIDOG boxes are corners [x1, y1, x2, y2], not [x, y, width, height]",
             )
         width, height = _size(images[image_id], json_path)
         if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
             raise format_error(
-                json_path, None,
+                json_path,
+                None,
                 f"{where}: bbox {bbox!r} lies outside image {image_id!r} ({width} x {height})",
                 "Coordinates are level-0 pixels from the image's top-left corner; fix the box",
             )
@@ -206,7 +227,9 @@ def read_midog(
         if isinstance(mpp, Mapping):
             if file_name not in mpp:
                 raise format_error(
-                    json_path, None, f"image {file_name!r} is not in the mpp mapping",
+                    json_path,
+                    None,
+                    f"image {file_name!r} is not in the mpp mapping",
                     "Give an mpp for every file_name, or one float for all",
                 )
             image_mpp = float(mpp[file_name])
@@ -237,4 +260,3 @@ def read_midog(
             raise DataFormatError(f"{json_path}: {e}") from None
         records.append(record)
     return records
-

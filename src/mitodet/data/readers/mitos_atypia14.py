@@ -52,7 +52,9 @@ def read_frame_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         fields = [f.strip() for f in text.split(",")]
         if len(fields) != 3:
             raise format_error(
-                path, line, f"{len(fields)} columns in {text!r}, expected 3 (x,y,confidence)",
+                path,
+                line,
+                f"{len(fields)} columns in {text!r}, expected 3 (x,y,confidence)",
                 "Write one 'x,y,confidence' row per object with no header",
             )
         x = parse_coordinate(fields[0], path, line, "x")
@@ -60,7 +62,9 @@ def read_frame_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         conf = parse_number(fields[2], path, line, "confidence")
         if not 0.0 <= conf <= 1.0:
             raise format_error(
-                path, line, f"confidence is {fields[2]!r}, outside [0, 1]",
+                path,
+                line,
+                f"confidence is {fields[2]!r}, outside [0, 1]",
                 "MITOS-ATYPIA-14 confidences are 0, 0.2, 0.65, 0.8 or 1; fix the value",
             )
         points.append((x, y))
@@ -106,14 +110,14 @@ def read_mitos_atypia14(
             when ``require_images`` is set.
     """
     if positive_min_confidence is not None and not 0.0 <= positive_min_confidence <= 1.0:
-        raise ValueError(
-            f"positive_min_confidence must be in [0, 1] or None, got {positive_min_confidence!r}"
-        )
+        raise ValueError(f"positive_min_confidence must be in [0, 1] or None, got {positive_min_confidence!r}")
     root = check_dir(root, "MITOS-ATYPIA-14 root", "Pass the folder that holds A03/, H03/, ...")
     slide_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _SLIDE_RE.match(p.name))
     if not slide_dirs:
         raise format_error(
-            root, None, "no slide folders (A03, H14, ...) found",
+            root,
+            None,
+            "no slide folders (A03, H14, ...) found",
             "Pass the MITOS-ATYPIA-14 folder that directly contains the slide folders",
         )
     records: list[ImageRecord] = []
@@ -124,9 +128,7 @@ def read_mitos_atypia14(
         labels_dir = slide_dir / "mitosis"
         images = {}
         if frames_dir.is_dir():
-            images = {
-                p.stem: p for p in frames_dir.iterdir() if p.suffix.lower() in (".tiff", ".tif")
-            }
+            images = {p.stem: p for p in frames_dir.iterdir() if p.suffix.lower() in (".tiff", ".tif")}
         positives: dict[str, Path] = {}
         negatives: dict[str, Path] = {}
         if labels_dir.is_dir():
@@ -139,19 +141,24 @@ def read_mitos_atypia14(
             if not frame.startswith(slide + "_"):
                 where = images.get(frame) or positives.get(frame) or negatives.get(frame)
                 raise format_error(
-                    where, None, f"frame {frame!r} is not named after its slide folder {slide!r}",
+                    where,
+                    None,
+                    f"frame {frame!r} is not named after its slide folder {slide!r}",
                     f"Move it to the folder of its slide or rename it '{slide}_...'",
                 )
             image = images.get(frame, frames_dir / f"{frame}.tiff")
             if require_images and not image.is_file():
                 raise format_error(
-                    image, None, "frame image not found",
+                    image,
+                    None,
+                    "frame image not found",
                     "Add the x40 frames, or call with require_images=False for label-only use",
                 )
             for table, suffix in ((positives, _MITOSIS_SUFFIX), (negatives, _NOT_MITOSIS_SUFFIX)):
                 if frame not in table:
                     raise format_error(
-                        labels_dir / f"{frame}{suffix}", None,
+                        labels_dir / f"{frame}{suffix}",
+                        None,
                         f"label file missing for frame {frame!r}",
                         "Every frame needs both _mitosis.csv and _not_mitosis.csv (empty if it "
                         "has no objects); restore it from the dataset",
@@ -165,9 +172,7 @@ def read_mitos_atypia14(
                 ImageRecord(
                     image=image,
                     points=np.concatenate([pos, neg]),
-                    labels=np.concatenate(
-                        [pos_labels, np.full(len(neg), LABEL_HARD_NEGATIVE, dtype=np.int64)]
-                    ),
+                    labels=np.concatenate([pos_labels, np.full(len(neg), LABEL_HARD_NEGATIVE, dtype=np.int64)]),
                     mpp=mpp,
                     slide=slide,
                     domain=domain,

@@ -35,9 +35,7 @@ _ATNORM_CLASSES = {"normal": False, "atypical": True}
 _MITOS14_PATCH_RE = re.compile(r"^(([AH]\d{2})_[0-9A-Za-z]+)_\d+$")
 
 
-def read_amibr(
-    root: str | Path, *, crop_size: int = 128, require_images: bool = True
-) -> list[ImageRecord]:
+def read_amibr(root: str | Path, *, crop_size: int = 128, require_images: bool = True) -> list[ImageRecord]:
     """Read AMi-Br (Bertram et al. 2025): one record per crop with ALL its mitoses.
 
     ``amibr.csv`` has one row per crop (``file,label,dataset,slide,x,y,...``); ``x, y`` is
@@ -74,9 +72,7 @@ def read_amibr(
     try:
         handle = open(csv_path, encoding="utf-8-sig", newline="")
     except FileNotFoundError:
-        raise format_error(
-            csv_path, None, "file not found", "Restore amibr.csv from AMi-Br"
-        ) from None
+        raise format_error(csv_path, None, "file not found", "Restore amibr.csv from AMi-Br") from None
     half = crop_size // 2
     rows: list[tuple[int, Path, str, str, float, float, bool]] = []
     with handle:
@@ -85,7 +81,9 @@ def read_amibr(
         missing = [c for c in _AMIBR_COLUMNS if c not in header]
         if missing:
             raise format_error(
-                csv_path, 1, f"header {header!r} lacks column(s) {missing}",
+                csv_path,
+                1,
+                f"header {header!r} lacks column(s) {missing}",
                 f"amibr.csv needs the columns {list(_AMIBR_COLUMNS)}",
             )
         col = {name: header.index(name) for name in _AMIBR_COLUMNS}
@@ -96,21 +94,21 @@ def read_amibr(
                 continue
             if len(row) != len(header):
                 raise format_error(
-                    csv_path, line, f"{len(row)} fields, the header has {len(header)}",
+                    csv_path,
+                    line,
+                    f"{len(row)} fields, the header has {len(header)}",
                     "Give every row one value per header column",
                 )
             file, label, dataset, slide = (row[col[c]].strip() for c in _AMIBR_COLUMNS[:4])
             if label not in _AMIBR_LABELS:
-                raise format_error(
-                    csv_path, line, f"label {label!r}", "label must be 'normal' or 'atypical'"
-                )
+                raise format_error(csv_path, line, f"label {label!r}", "label must be 'normal' or 'atypical'")
             if not file or not dataset or not slide:
-                raise format_error(
-                    csv_path, line, "empty file, dataset or slide", "Fill in every row"
-                )
+                raise format_error(csv_path, line, "empty file, dataset or slide", "Fill in every row")
             if file in seen:
                 raise format_error(
-                    csv_path, line, f"file {file!r} already listed on line {seen[file]}",
+                    csv_path,
+                    line,
+                    f"file {file!r} already listed on line {seen[file]}",
                     "List every crop once",
                 )
             seen[file] = line
@@ -119,7 +117,9 @@ def read_amibr(
             image = root / file
             if require_images and not image.is_file():
                 raise format_error(
-                    csv_path, line, f"crop {image} not found",
+                    csv_path,
+                    line,
+                    f"crop {image} not found",
                     "Restore the crop, or pass require_images=False",
                 )
             rows.append((line, image, dataset, slide, x, y, _AMIBR_LABELS[label]))
@@ -178,16 +178,16 @@ def read_atnorm(root: str | Path, *, domain: str | None = None) -> list[ImageRec
     votes = _read_votes(root / "expert_votes.csv") if (root / "expert_votes.csv").exists() else None
     records: list[ImageRecord] = []
     for folder_name, is_atypical in _ATNORM_CLASSES.items():
-        folder = check_dir(
-            root / folder_name, folder_name, f"Put the {folder_name} crops in <root>/{folder_name}/"
-        )
+        folder = check_dir(root / folder_name, folder_name, f"Put the {folder_name} crops in <root>/{folder_name}/")
         for path in sorted((p for p in folder.iterdir() if p.is_file()), key=_natural_key):
             width, height = image_size(path)
             extra: dict = {"atypical": np.array([is_atypical])}
             if votes is not None:
                 if path.stem not in votes:
                     raise format_error(
-                        root / "expert_votes.csv", None, f"no row for crop {path.name!r}",
+                        root / "expert_votes.csv",
+                        None,
+                        f"no row for crop {path.name!r}",
                         "Restore expert_votes.csv from the benchmark",
                     )
                 extra["expert_votes"] = votes[path.stem]
@@ -217,16 +217,16 @@ def _read_votes(path: Path) -> dict[str, tuple[str, ...]]:
         header = [c.strip() for c in next(reader, [])]
         experts = [i for i, c in enumerate(header) if c.lower().startswith("expert")]
         if not header or header[0].lower() != "filename" or not experts:
-            raise format_error(
-                path, 1, f"header {header!r}", "Expected 'Filename,Expert_1,...,Majority'"
-            )
+            raise format_error(path, 1, f"header {header!r}", "Expected 'Filename,Expert_1,...,Majority'")
         votes: dict[str, tuple[str, ...]] = {}
         for row in reader:
             if not any(c.strip() for c in row):
                 continue
             if len(row) != len(header):
                 raise format_error(
-                    path, reader.line_num, f"{len(row)} fields, the header has {len(header)}",
+                    path,
+                    reader.line_num,
+                    f"{len(row)} fields, the header has {len(header)}",
                     "Give every row one value per header column",
                 )
             votes[Path(row[0].strip()).stem] = tuple(row[i].strip() for i in experts)
@@ -254,19 +254,17 @@ def read_mitos_atypia14_patches(root: str | Path) -> list[ImageRecord]:
     Raises:
         DataFormatError: a class folder is missing or a name is not ``<FRAME>_<index>``.
     """
-    root = check_dir(
-        root, "MITOS-ATYPIA-14 patches root", "Pass the folder holding mitosis/ and non_mitosis/"
-    )
+    root = check_dir(root, "MITOS-ATYPIA-14 patches root", "Pass the folder holding mitosis/ and non_mitosis/")
     records: list[ImageRecord] = []
     for folder_name, contains in (("mitosis", True), ("non_mitosis", False)):
-        folder = check_dir(
-            root / folder_name, folder_name, f"Put the {folder_name} crops in <root>/{folder_name}/"
-        )
+        folder = check_dir(root / folder_name, folder_name, f"Put the {folder_name} crops in <root>/{folder_name}/")
         for path in sorted((p for p in folder.iterdir() if p.is_file()), key=_natural_key):
             match = _MITOS14_PATCH_RE.match(path.stem)
             if match is None:
                 raise format_error(
-                    path, None, f"name {path.stem!r} is not of the form <FRAME>_<index>",
+                    path,
+                    None,
+                    f"name {path.stem!r} is not of the form <FRAME>_<index>",
                     "Keep the original crop names (e.g. H03_00Aa_4.jpg)",
                 )
             frame, slide = match.group(1), match.group(2)

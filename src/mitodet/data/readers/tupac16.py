@@ -43,7 +43,9 @@ def _read_row_col(path: Path) -> np.ndarray:
         fields = [f.strip() for f in text.split(",")]
         if len(fields) != 2:
             raise format_error(
-                path, line, f"{len(fields)} columns in {text!r}, expected 2 (row,col)",
+                path,
+                line,
+                f"{len(fields)} columns in {text!r}, expected 2 (row,col)",
                 "Write one 'row,col' line per mitosis (y first) with no header",
             )
         row = parse_coordinate(fields[0], path, line, "row (y)")
@@ -82,11 +84,10 @@ def read_tupac16_aux(
     """
     if missing_csv not in ("empty", "skip", "error"):
         raise ValueError(f"missing_csv must be 'empty', 'skip' or 'error', got {missing_csv!r}")
-    root = check_dir(
-        root, "TUPAC16 auxiliary root", "Pass the folder holding mitoses_ground_truth/"
-    )
+    root = check_dir(root, "TUPAC16 auxiliary root", "Pass the folder holding mitoses_ground_truth/")
     gt_dir = check_dir(
-        root / "mitoses_ground_truth", "mitoses_ground_truth",
+        root / "mitoses_ground_truth",
+        "mitoses_ground_truth",
         "The auxiliary ground truth goes in <root>/mitoses_ground_truth/<case>/<image>.csv",
     )
     csvs = {(p.parent.name, p.stem): p for p in gt_dir.glob("*/*.csv")}
@@ -103,7 +104,9 @@ def read_tupac16_aux(
         if key in csvs:
             if require_images and key not in images:
                 raise format_error(
-                    image, None, f"image missing for ground truth {csvs[key]}",
+                    image,
+                    None,
+                    f"image missing for ground truth {csvs[key]}",
                     "Add the image, or call with require_images=False for label-only use",
                 )
             points = _read_row_col(csvs[key])
@@ -111,7 +114,9 @@ def read_tupac16_aux(
             continue
         elif missing_csv == "error":
             raise format_error(
-                gt_dir / case / f"{image_id}.csv", None, f"no ground truth for image {image}",
+                gt_dir / case / f"{image_id}.csv",
+                None,
+                f"no ground truth for image {image}",
                 "Add the CSV (empty if the image has no mitosis) or pass missing_csv='empty'",
             )
         else:
@@ -151,19 +156,17 @@ def read_tupac16_patches(root: str | Path) -> list[ImageRecord]:
         DataFormatError: a class folder is missing, a name is not ``case_image_index``, or
             an image header is unreadable.
     """
-    root = check_dir(
-        root, "TUPAC16 patches root", "Pass the folder holding mitosis/ and non_mitosis/"
-    )
+    root = check_dir(root, "TUPAC16 patches root", "Pass the folder holding mitosis/ and non_mitosis/")
     records: list[ImageRecord] = []
     for folder_name, label in _PATCH_CLASSES.items():
-        folder = check_dir(
-            root / folder_name, folder_name, f"Put the {folder_name} crops in <root>/{folder_name}/"
-        )
+        folder = check_dir(root / folder_name, folder_name, f"Put the {folder_name} crops in <root>/{folder_name}/")
         for path in sorted(p for p in folder.iterdir() if p.is_file()):
             match = _PATCH_RE.match(path.stem)
             if match is None:
                 raise format_error(
-                    path, None, f"name {path.stem!r} is not of the form <case>_<image>_<index>",
+                    path,
+                    None,
+                    f"name {path.stem!r} is not of the form <case>_<image>_<index>",
                     "Keep the original crop names (e.g. 27_01_0.jpg)",
                 )
             width, height = image_size(path)

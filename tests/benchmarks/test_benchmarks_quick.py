@@ -35,6 +35,7 @@ def test_ablation_quick(shared_data, tmp_path):
     out = run_quick("ablation.py", "--work", str(tmp_path / "runs"))
     assert "| preset | settings | paper row | paper P | paper R | paper F1 | val P | val R | val F1 |" in out
     assert "| fpn-cpu |" in out and "| rdlm-cpu |" in out
+    assert len(table(out, "| preset | settings |", min_rows=2)) >= 2
     assert "Paper ordering by F1: rdlm (0.692) > fpn (0.589)." in out
     assert "**Budget (equal for every preset and seed):** 5 iterations x batch 2" in out
     # resumable: a second call reuses the finished runs instead of training again
@@ -47,6 +48,8 @@ def test_speed_quick():
     assert "| model | network input | parameters | inputs | s / HPF | GFLOP / input |" in out
     assert "torchvision `fasterrcnn_resnet50_fpn`" in out and "`rdlm` paper preset" in out
     assert "| step | s / HPF | x vs previous | x vs baseline |" in out
+    assert all(float(r[1]) > 0 for r in table(out, "| step | s / HPF |", min_rows=5))
+    assert all(float(r[4]) > 0 for r in table(out, "| model | network input |", min_rows=3))  # s / HPF
     for step in ("baseline", "inference_mode", "fewer proposals", "channels-last", "4 tiles per forward"):
         assert step in out
     assert "GFLOP/s**" in out  # the matmul peak
@@ -61,8 +64,41 @@ def test_scaling_quick():
         "| HPF-equivalents | side (px) | levels | write s | tiles run | detect s (median) | range of runs (s) |" in out
     )
     assert "| 1 | 512 |" in out and "| 4 | 1024 |" in out
+    assert all(float(r[5]) > 0 for r in table(out, "| HPF-equivalents |", min_rows=2))  # detect s
     assert "Allocator: " in out
     assert "Memory is **" in out
+
+
+def table(out: str, header: str, min_rows: int = 1, allow_nan: bool = False) -> list[list[str]]:
+    """The body rows of the markdown table whose header line starts with ``header``, checked:
+    at least ``min_rows`` rows, each with the header's number of cells, every cell filled, no
+    number that is not finite, and at least one number in each row (a measurement, not a stub)."""
+    lines = out.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
+    assert start is not None, f"no table {header!r} in:\n{out[-2000:]}"
+    ncols = lines[start].count("|") - 1
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        assert len(cells) == ncols, line
+        assert all(cells), f"empty cell in {line}"
+        bad = {"inf", "-inf"} | (set() if allow_nan else {"nan"})
+        assert not any(c.split()[0].lower() in bad for c in cells), f"non-finite number in {line}"
+        numbers = [c for c in cells if _number(c.split()[0].rstrip("x%*"))]
+        assert numbers, f"no measured number in {line}"
+        rows.append(cells)
+    assert len(rows) >= min_rows, f"{len(rows)} rows under {header!r}"
+    return rows
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- the other scripts
@@ -109,6 +145,8 @@ def test_generalisation_quick(shared_data, tmp_path):
     ):
         assert row in out, out[-3000:]
     assert "First-stage recall among the candidates the second stage sees" in out
+    rows = table(out, "| variant | tested on |", min_rows=4, allow_nan=True)  # atnorm has no area
+    assert all(0 <= float(r[6].split()[0]) <= 1 for r in rows)  # recall
 
 
 @pytest.mark.parametrize("script, extra, threads, marker", OTHERS, ids=[o[0] for o in OTHERS])
@@ -117,6 +155,10 @@ def test_other_quick_modes(script, extra, threads, marker):
         pytest.importorskip("ray")
     out = run_quick(script, *extra, threads=threads)
     assert marker in out, out[-2000:]
+    if marker.startswith("|"):
+        table(out, marker.split(" |")[0] + " |")
+    if marker.startswith("|"):
+        table(out, marker.split(" |")[0] + " |")
 
 
 @pytest.mark.data

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from mitodet.evaluation.matching import MatchResult, match_points
+from mitodet.evaluation.matching import MatchResult, match_points, within_radius_pairs
 
 EMPTY = np.zeros((0, 2))
 
@@ -228,13 +228,13 @@ def test_midog_greedy_matches_grand_challenge_score_detection():
         )
 
 
-def test_ten_thousand_points_stay_fast():
-    import time
-
+def test_ten_thousand_points_stay_sparse():
+    # a slide's worth of points: matching works on the sparse within-radius pairs (a k-d tree),
+    # never a dense 10,000 x 10,000 distance matrix (what made it fast is checked, not a clock)
     rng = np.random.default_rng(3)
     gt = rng.uniform(0, 20000, (10000, 2))
     pred = np.vstack([gt[:9000] + rng.normal(0, 8, (9000, 2)), rng.uniform(0, 20000, (1000, 2))])
-    t0 = time.perf_counter()
+    gi, _, _ = within_radius_pairs(gt, pred, 32.0)
+    assert len(gi) < 2 * len(gt)  # about one candidate pair per point, not 10^8
     res = match_points(gt, pred, 32.0)
-    assert time.perf_counter() - t0 < 5.0
     assert res.tp >= 8990 and res.tp + res.fn == 10000 and res.tp + res.fp == 10000

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -39,17 +37,6 @@ def test_objects_are_drawn_where_the_points_say():
     for (x, y), label in zip(pts, lab):
         disc = (xx - x) ** 2 + (yy - y) ** 2 <= (2.0 / 0.25) ** 2
         assert gray[disc].mean() < gray.mean() - 40, (x, y, label)
-
-
-def test_fast_enough():
-    synthetic_scene((512, 512), seed=0)  # warm-up
-    times = []
-    for s in range(5):
-        t0 = time.perf_counter()
-        synthetic_scene((512, 512), 3, 3, 0.25, seed=s)
-        times.append(time.perf_counter() - t0)
-    # about 25 ms on a free core (target < 50 ms); the bound leaves room for a busy CI machine
-    assert min(times) < 0.1, times
 
 
 def test_bad_arguments():

@@ -1,6 +1,7 @@
 """Model files: safetensors + JSON round trip, no pickle, backbone weight files."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,15 +28,31 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert torch.equal(ref["boxes"], out["boxes"]) and torch.equal(ref["scores"], out["scores"])
 
 
-def test_loading_never_unpickles(tmp_path, monkeypatch):
+class _Payload:
+    """Unpickling this runs code: it creates the file named in the pickle."""
+
+    def __init__(self, flag):
+        self.flag = str(flag)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.flag),))
+
+
+def test_loading_never_unpickles(tmp_path):
+    # a pickled state dict (what torch.save writes) in place of the safetensors file: loading
+    # must refuse it without running the code inside it
+    import pickle
+
     model = build_detector("fpn-cpu")
     save_detector(model, tmp_path)
-
-    def boom(*a, **k):
-        raise AssertionError("torch.load (pickle) was called")
-
-    monkeypatch.setattr(torch, "load", boom)
-    load_detector(tmp_path)
+    flag = tmp_path / "code-ran"
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(pickle.dumps({"state": _Payload(flag)}))
+    assert pickle.loads(weights.read_bytes()) and flag.exists()  # the payload does run when unpickled
+    flag.unlink()
+    with pytest.raises(ValueError, match="cannot be read as safetensors"):
+        load_detector(tmp_path)
+    assert not flag.exists()
 
 
 def test_missing_or_mismatched_model_files(tmp_path):

@@ -48,14 +48,17 @@ def _faults(mode: str, env_system: bool = False) -> int:
 def test_keep_freed_memory_stops_page_faults_of_reallocated_blocks():
     default = _faults("system")
     kept = _faults("keep")
-    # 20 x 64 MB = 327,680 pages of 4 KiB with the defaults (fewer with transparent huge pages)
-    assert default > 2000, default
+    # 20 x 64 MB = 327,680 pages of 4 KiB with the defaults, or 640 faults where the kernel
+    # backs them with 2 MiB transparent huge pages (this machine does either, by the moment)
+    assert default >= 500, default
     assert kept < default / 20, (kept, default)
 
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt thresholds are glibc's")
 def test_environment_variable_keeps_the_c_library_defaults():
-    assert _faults("keep", env_system=True) > 2000
+    # MITODET_MALLOC=system: the C library's defaults, faulting as often as they do
+    env, system, kept = _faults("keep", env_system=True), _faults("system"), _faults("keep")
+    assert env >= system / 2 and env > 20 * max(kept, 1), (env, system, kept)
 
 
 def test_state_is_reported(monkeypatch):

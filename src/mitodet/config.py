@@ -208,10 +208,9 @@ def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
 
 def save_json(obj: dict[str, Any], path: str | Path) -> None:
     """Write JSON atomically (a temp file renamed into place) so no half-written file is left."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
+    from mitodet.checks import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 __all__ = [

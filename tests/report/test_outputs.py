@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 from numbers import Real
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,23 +188,13 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
     target = tmp_path / "d.csv"
     write_csv(target, PTS, SCORES, mpp=0.25)
     before = target.read_text()
-    real_fdopen = os.fdopen
+    real_write_bytes = Path.write_bytes
 
-    class Failing:
-        def __init__(self, fh):
-            self.fh = fh
+    def failing(self, data):
+        real_write_bytes(self, data[: len(data) // 2])  # a half-written temp file...
+        raise OSError("I/O error")  # ...then the write fails
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            self.fh.close()
-
-        def write(self, data):
-            self.fh.write(data[: len(data) // 2])  # a half-written temp file...
-            raise OSError("I/O error")  # ...then the write fails
-
-    monkeypatch.setattr(outputs.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+    monkeypatch.setattr(Path, "write_bytes", failing)
     with pytest.raises(OSError, match="I/O error"):
         write_csv(target, PTS[:1], SCORES[:1], mpp=0.5)
     assert target.read_text() == before

@@ -178,28 +178,26 @@ def _fail(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import math
 
     from tqdm import tqdm
 
+    from mitodet.checks import check_mpp, check_threshold, positive_int
     from mitodet.data.records import DataFormatError
     from mitodet.inference.pipeline import detect_files
     from mitodet.inference.predictor import Detector
-    from mitodet.inference.slide import MPP_RANGE
 
-    if args.mpp is not None and not (math.isfinite(args.mpp) and MPP_RANGE[0] <= args.mpp <= MPP_RANGE[1]):
-        return _fail(
-            f"--mpp {args.mpp} is outside the plausible range {MPP_RANGE[0]}-{MPP_RANGE[1]} um/px "
-            "(x40 scans are about 0.25, x20 about 0.5)"
-        )
-    if args.threshold is not None and not (0.0 <= args.threshold <= 1.0):
-        return _fail(f"--threshold must lie in [0, 1], got {args.threshold}")
-    if args.batch_size < 1:
-        return _fail(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        if args.mpp is not None:
+            check_mpp(args.mpp, "--mpp")
+        check_threshold(args.threshold, "--threshold")
+        positive_int(args.batch_size, "--batch-size")
+        for flag, value in (("--ray-workers", args.ray_workers), ("--threads", args.threads)):
+            if value is not None:
+                positive_int(value, flag)
+    except ValueError as exc:
+        return _fail(str(exc))
     if args.backend != "ray" and (args.address is not None or args.ray_workers is not None):
         return _fail("--address and --ray-workers need --backend ray")
-    if args.ray_workers is not None and args.ray_workers < 1:
-        return _fail(f"--ray-workers must be >= 1, got {args.ray_workers}")
     if args.backend == "ray":
         from mitodet.inference.ray_backend import import_ray
 
@@ -208,8 +206,6 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as exc:
             return _fail(str(exc))
     if args.threads is not None:
-        if args.threads < 1:
-            return _fail(f"--threads must be >= 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)

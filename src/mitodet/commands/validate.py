@@ -66,8 +66,12 @@ def run(args: argparse.Namespace) -> int:
     density = W.DEFAULT_DENSITY_PER_MM2 if args.density is None else args.density
     if not density > 0:
         return _fail(f"--density must be > 0 mitoses per mm2, got {args.density}")
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        return _fail(f"--threshold must lie in [0, 1], got {args.threshold}")
+    from mitodet.checks import check_threshold
+
+    try:
+        check_threshold(args.threshold, "--threshold")
+    except ValueError as exc:
+        return _fail(str(exc))
     if args.threads is not None:
         if args.threads < 1:
             return _fail(f"--threads must be >= 1, got {args.threads}")

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from mitodet.checks import atomic_save
 from mitodet.config import save_json
 
 
@@ -32,9 +33,7 @@ def save_checkpoint(
                 tensors[f"optim.{i}.{key}"] = val.detach().cpu().contiguous().reshape(val.shape)
     tensors["rng.torch"] = torch.get_rng_state()
     name = f"ckpt-{iteration:07d}.safetensors"
-    tmp = folder / (name + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(folder / name)
+    atomic_save(folder / name, lambda tmp: save_file(tensors, tmp))
     previous = read_checkpoint_meta(folder)
     save_json({"iteration": iteration, "tensors": name, **meta}, folder / "last.json")
     if previous and previous.get("tensors") != name:

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from mitodet.checks import atomic_save
 from mitodet.data.records import ImageRecord
 from mitodet.models.rescorer import Rescorer, RescorerConfig, array_reader, read_patches, save_rescorer
 
@@ -178,9 +179,7 @@ def _save_cache(path: Path, key: str, found: dict) -> None:
     for i, n in enumerate(names):
         arrays[f"p{i}"], arrays[f"s{i}"] = found[n]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    atomic_save(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
 
 
 @dataclass

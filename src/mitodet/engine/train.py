@@ -20,7 +20,6 @@ torch RNG is re-seeded per (seed, rank, iteration). See ``docs/distributed.md``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import signal
 import sys
@@ -158,9 +157,9 @@ def _drop_log_rows_after(path: Path, iteration: int) -> None:
             continue
         if row.get("iteration", 0) <= iteration:
             keep.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(keep))
-    tmp.replace(path)
+    from mitodet.checks import atomic_write_text
+
+    atomic_write_text(path, "".join(keep))
 
 
 def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig, spec, progress: bool = True, with_val: bool = True):
@@ -562,8 +561,6 @@ def _train(
 def parameter_digest(model: torch.nn.Module) -> str:
     """SHA-256 of every parameter's and buffer's bytes in state-dict order (equal digests:
     bitwise-equal weights)."""
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    from mitodet.checks import state_digest
+
+    return state_digest(model)

@@ -38,6 +38,8 @@ from typing import Literal
 
 import numpy as np
 
+from mitodet.checks import as_points
+
 MatchMode = Literal["optimal", "midog_greedy"]
 MATCH_MODES: tuple[str, ...] = ("optimal", "midog_greedy")
 
@@ -66,17 +68,7 @@ class MatchResult:
 
 
 def _as_points(name: str, pts: np.ndarray) -> np.ndarray:
-    arr = np.asarray(pts, dtype=np.float64)
-    if arr.size == 0:
-        return np.zeros((0, 2), dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(
-            f"{name} must be an array of shape (N, 2) holding (x, y); got shape {arr.shape}. "
-            "Pass np.zeros((0, 2)) for an image without points."
-        )
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} holds NaN or infinite coordinates; drop those rows first")
-    return arr
+    return as_points(pts, name)
 
 
 def _result(pairs: list[tuple[int, int]], gt: np.ndarray, pred: np.ndarray) -> MatchResult:

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from mitodet.checks import as_points
 from mitodet.evaluation.matching import (
     MATCH_MODES,
     MatchMode,
@@ -209,8 +210,7 @@ def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
 
 
 def _as_pts(x) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64)
-    return np.zeros((0, 2)) if a.size == 0 else a.reshape(-1, 2)
+    return as_points(x, "points")
 
 
 def _sweep_events(

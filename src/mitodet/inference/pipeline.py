@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from mitodet.checks import check_mpp, check_threshold, state_digest
 from mitodet.evaluation.metrics import DEFAULT_RADIUS_UM  # the one definition (re-exported here)
 from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
 
@@ -208,18 +209,13 @@ def model_fingerprint(detector) -> str:
 
     from mitodet.config import to_dict
 
-    h = hashlib.sha256()
-    h.update(json.dumps(to_dict(detector.config), sort_keys=True, default=str).encode())
+    extra = json.dumps(to_dict(detector.config), sort_keys=True, default=str).encode()
     modules = [detector.model]
     rescorer = getattr(detector, "rescorer", None)
     if rescorer is not None:
-        h.update(json.dumps(asdict(rescorer.config), sort_keys=True).encode())
+        extra += json.dumps(asdict(rescorer.config), sort_keys=True).encode()
         modules.append(rescorer)
-    for module in modules:
-        for k, v in module.state_dict().items():
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return state_digest(*modules, extra=extra)[:16]
 
 
 def _file_identity(path: Path) -> dict[str, Any]:
@@ -603,12 +599,9 @@ def plan_batch(
 
     if tissue not in TISSUE_MODES:
         raise ValueError(f"tissue must be one of {TISSUE_MODES}, got {tissue!r}")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= float(threshold) <= 1.0):
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+    check_threshold(threshold)
     if mpp is not None:
-        from mitodet.inference.slide import NO_PIXEL_SIZE, resolve_mpp
-
-        resolve_mpp("--mpp", NO_PIXEL_SIZE, mpp)  # validates the range
+        check_mpp(mpp, "--mpp")
     if radius_um is not None and not (math.isfinite(radius_um) and radius_um > 0):
         raise ValueError(f"radius_um must be a positive number of micrometres, got {radius_um!r}")
     if not (math.isfinite(field_area_mm2) and field_area_mm2 > 0):

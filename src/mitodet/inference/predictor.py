@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from mitodet.checks import check_mpp, check_threshold, positive_int
 from mitodet.data import transforms as T
 from mitodet.data.sampler import boxes_to_points
 from mitodet.inference.tiling import Tile, make_tiles, merge_tile_detections
@@ -150,17 +151,13 @@ class Detector:
         self.config = model.config
         self.rescorer = None if rescorer is None else rescorer.eval()
         stored = self.config.score_threshold if rescorer is None else rescorer.config.threshold
-        self.threshold = float(stored if threshold is None else threshold)
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+        self.threshold = check_threshold(threshold, default=float(stored))
         self.tile_px = int(tile_px)
         box = self.config.box_size_px
         self.overlap_px = int(overlap_px if overlap_px is not None else max(32, round(2.5 * box)))
         if not 0 < self.overlap_px < self.tile_px:
             raise ValueError(f"overlap_px ({self.overlap_px}) must be > 0 and smaller than tile_px ({self.tile_px})")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        self.batch_size = int(batch_size)
+        self.batch_size = positive_int(batch_size, "batch_size")
         self.flip_tta = flip_tta
         self.model_dir = None if model_dir is None else Path(model_dir)
 
@@ -232,7 +229,7 @@ class Detector:
         if tissue not in ("on", "off"):
             raise ValueError(f"tissue must be 'on' or 'off' for an array, got {tissue!r}")
         return self.detect_source(
-            ArraySource(image), _check_mpp(mpp), threshold=threshold, progress=progress, tissue=tissue
+            ArraySource(image), check_mpp(mpp), threshold=threshold, progress=progress, tissue=tissue
         )
 
     def detect_path(
@@ -290,7 +287,7 @@ class Detector:
             tissue_mask: a ready :class:`~mitodet.inference.tissue.TissueMask` (overrides ``tissue``).
         """
         t_start = time.perf_counter()
-        _check_threshold(threshold)
+        check_threshold(threshold)
         plan = self.plan_tiles(source, mpp, tissue=tissue, thumbnail=thumbnail, tissue_mask=tissue_mask)
         per_tile: list[tuple[np.ndarray, np.ndarray]] = []
         for batch in _progress(plan.batches, progress):
@@ -312,7 +309,7 @@ class Detector:
         from mitodet.inference.slide import best_level, read_thumbnail
         from mitodet.inference.tissue import MIN_TILE_TISSUE_FRACTION
 
-        mpp = _check_mpp(mpp)
+        mpp = check_mpp(mpp)
         if tissue not in TISSUE_MODES:
             _bad_tissue(tissue)
         h0, w0 = source.shape
@@ -372,7 +369,7 @@ class Detector:
         """
         from mitodet.inference.tissue import KEEP_MARGIN_UM
 
-        thr = _check_threshold(threshold, self.threshold)
+        thr = check_threshold(threshold, default=self.threshold)
         if len(per_tile) != len(plan.run):
             raise ValueError(f"expected one result per tile run ({len(plan.run)}), got {len(per_tile)}")
         pts, sc = merge_tile_detections((t, p, s) for t, (p, s) in zip(plan.run, per_tile))
@@ -463,7 +460,7 @@ class Detector:
         """
         if not self.has_glb:
             raise ValueError(f"the model ({self.config.preset}) has no GLB neck, so there is no vault layer to show")
-        mpp = _check_mpp(mpp)
+        mpp = check_mpp(mpp)
         s = mpp / self.mpp
         if image.shape[0] * image.shape[1] * s * s > max_working_px:
             raise ValueError(
@@ -529,31 +526,8 @@ def tissue_from_thumbnail(
     return detect_tissue(small, cell_um, image_shape)
 
 
-def _check_mpp(mpp) -> float:
-    try:
-        m = float(mpp)
-    except (TypeError, ValueError):
-        raise ValueError(f"mpp must be a positive number of micrometres per pixel, got {mpp!r}") from None
-    if not (np.isfinite(m) and m > 0):
-        raise ValueError(f"mpp must be a positive number of micrometres per pixel, got {mpp!r}")
-    return m
-
-
 def _bad_tissue(value) -> str:
     raise ValueError(f"tissue must be one of {TISSUE_MODES}, got {value!r}")
-
-
-def _check_threshold(threshold, default: float | None = None) -> float | None:
-    """``threshold`` as a float in [0, 1] (``default`` when None), or a ValueError."""
-    if threshold is None:
-        return default
-    try:
-        thr = float(threshold)
-    except (TypeError, ValueError):
-        thr = float("nan")
-    if not 0.0 <= thr <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
-    return thr
 
 
 def _progress(batches: list, progress: bool) -> Iterable:

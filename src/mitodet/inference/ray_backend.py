@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from mitodet.checks import check_threshold, positive_int
 from mitodet.inference.pipeline import (
     BatchResult,
     FileResult,
@@ -52,7 +53,7 @@ from mitodet.inference.pipeline import (
     process_file,
     write_index,
 )
-from mitodet.inference.predictor import TilePlan, _check_threshold
+from mitodet.inference.predictor import TilePlan
 from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
 
 RAY_INSTALL_HINT = "the Ray backend needs Ray: pip install 'mitodet[ray]' (or pip install 'ray>=2.9')"
@@ -209,9 +210,7 @@ class _Worker:
 def _check_positive_int(name: str, value, allow_none: bool = True) -> int | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return positive_int(value, name)
 
 
 class _SplitDetector:
@@ -411,7 +410,7 @@ class RayDetectorPool:
                 "(use Detector.detect_array)"
             )
         t0 = time.perf_counter()
-        _check_threshold(threshold)
+        check_threshold(threshold)
         plan = self.detector.plan_tiles(source, mpp, tissue=tissue, thumbnail=thumbnail, tissue_mask=tissue_mask)
         per_batch = self._scatter(str(Path(source.path).absolute()), reader, plan, progress)
         per_tile = [r for b in per_batch for r in b]

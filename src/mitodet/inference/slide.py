@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from mitodet.checks import MPP_RANGE, check_mpp
 from mitodet.data.images import ImageReadError, read_rgb
 
 HPF_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
@@ -65,7 +66,6 @@ _TIFF_BASED_WSI = (".svs", ".scn", ".bif", ".svslide")
 IMAGE_SUFFIXES: tuple[str, ...] = HPF_SUFFIXES + TIFF_SUFFIXES + OPENSLIDE_SUFFIXES
 """File name endings :func:`mitodet.inference.pipeline.collect_inputs` picks up in folders."""
 
-MPP_RANGE: tuple[float, float] = (0.02, 5.0)
 """Plausible scan resolutions in um/px; metadata outside is a screen/print default."""
 
 FLAT_MAX_PIXELS = 150_000_000
@@ -159,18 +159,8 @@ def resolve_mpp(path: str | Path, file_size: PixelSize, override: float | None =
         ValueError: ``override`` outside :data:`MPP_RANGE`.
         MissingMppError: neither is available; the message names the file and says to pass --mpp.
     """
-    lo, hi = MPP_RANGE
     if override is not None:
-        try:
-            m = float(override)
-        except (TypeError, ValueError):
-            raise ValueError(f"--mpp must be a number of micrometres per pixel, got {override!r}") from None
-        if not (math.isfinite(m) and lo <= m <= hi):
-            raise ValueError(
-                f"--mpp {override!r} is outside the plausible range {lo}-{hi} um/px; "
-                "x40 scans are about 0.25, x20 about 0.5"
-            )
-        return m, "--mpp"
+        return check_mpp(override, "--mpp"), "--mpp"
     if file_size.mpp is not None:
         return float(file_size.mpp), file_size.source
     why = f" ({file_size.note})" if file_size.note else " (the file has no resolution metadata)"

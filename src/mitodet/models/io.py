@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from mitodet.checks import atomic_save
 from mitodet.config import ModelConfig, model_config_from_dict, save_json, to_dict
 
 WEIGHTS_NAME = "model.safetensors"
@@ -34,9 +35,10 @@ def save_detector(
     out.mkdir(parents=True, exist_ok=True)
     cfg = config or model.config
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = out / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "mitodet", "format_version": str(FORMAT_VERSION)})
-    tmp.replace(out / WEIGHTS_NAME)
+    atomic_save(
+        out / WEIGHTS_NAME,
+        lambda tmp: save_file(state, tmp, metadata={"format": "mitodet", "format_version": str(FORMAT_VERSION)}),
+    )
     save_json({"format_version": FORMAT_VERSION, "model": to_dict(cfg), "extra": extra or {}}, out / CONFIG_NAME)
     return out
 

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mitodet.checks import atomic_save, atomic_write_json, check_threshold
 from mitodet.models.detector import IMAGENET_MEAN, IMAGENET_STD
 
 RESCORER_DIR = "rescorer"
@@ -70,8 +71,7 @@ class RescorerConfig:
             raise ValueError(f"combine must be one of {COMBINES}, got {self.combine!r}")
         if not float(self.temperature) > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold!r}")
+        check_threshold(self.threshold)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RescorerConfig":
@@ -172,12 +172,11 @@ def save_rescorer(
     out.mkdir(parents=True, exist_ok=True)
     cfg = config or model.config
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = out / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "mitodet-rescorer", "format_version": "1"})
-    tmp.replace(out / WEIGHTS_NAME)
-    tmpc = out / (CONFIG_NAME + ".tmp")
-    tmpc.write_text(json.dumps({"format_version": 1, "rescorer": asdict(cfg), "extra": extra or {}}, indent=2) + "\n")
-    tmpc.replace(out / CONFIG_NAME)
+    atomic_save(
+        out / WEIGHTS_NAME,
+        lambda tmp: save_file(state, tmp, metadata={"format": "mitodet-rescorer", "format_version": "1"}),
+    )
+    atomic_write_json(out / CONFIG_NAME, {"format_version": 1, "rescorer": asdict(cfg), "extra": extra or {}})
     return out
 
 

@@ -35,7 +35,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,57 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from mitodet.points import as_points
+from mitodet.checks import as_points, atomic_write_bytes, atomic_write_text
 
 DEFAULT_CLASSIFICATION = "Mitotic figure"
 DEFAULT_COLOR = (0, 158, 115)
 """Okabe-Ito bluish green, the detection colour of :mod:`mitodet.report.viz` too."""
-
-
-_UMASK: int | None = None
-
-
-def _file_mode() -> int:
-    """Permissions of a newly created file under the process umask (mkstemp uses 0600)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0)
-        os.umask(_UMASK)
-    return 0o666 & ~_UMASK
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
-
-    The file gets the permissions an ordinary new file would get (0666 minus the umask).
-
-    Returns:
-        The target path.
-    """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"output folder {str(folder)!r} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 text atomically; see :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _points(points: object) -> np.ndarray:

@@ -48,18 +48,37 @@ def _groups(name: str) -> tuple[str, ...]:
     return HELDOUT_GROUPS.get(name, (name,))
 
 
-def _results(records, cands, det, rescore: bool):
-    """FieldResults of ``records`` from mined first-stage candidates, re-scored when asked."""
+def _results(records, cands, det, rescore: bool, memo: dict | None = None):
+    """FieldResults of ``records`` from mined first-stage candidates, re-scored when asked.
+
+    With ``memo``, each image's second-stage probabilities are computed once (exactly as
+    ``Detector.rescore`` does) and every score combination is formed from them in numpy."""
     from mitodet.data.images import read_rgb
     from mitodet.evaluation import wholefield as W
     from mitodet.inference.slide import ArraySource
+    from mitodet.models.rescorer import combine_scores
 
     out = []
     for rec in records:
         pts, sc = (np.asarray(a, dtype=np.float64) for a in cands[str(rec.image)])
         img = read_rgb(rec.image)
         if rescore:
-            pts, _, sc = det.rescore(ArraySource(img), pts, sc, rec.mpp)
+            how = det.rescorer.config.combine
+            key = str(rec.image)
+            if memo is None or key not in memo:
+                cfg = det.rescorer.config
+                det.rescorer.config = cfg.replace(combine="second")
+                try:
+                    got = det.rescore(ArraySource(img), pts, sc, rec.mpp)
+                finally:
+                    det.rescorer.config = cfg
+                if memo is None:
+                    pts, first, second = got
+                else:
+                    memo[key] = got
+            if memo is not None:
+                pts, first, second = memo[key]
+            sc = combine_scores(first, second, how)
         out.append(
             W.FieldResult(
                 str(rec.image),
@@ -128,7 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--combine",
         nargs="+",
-        choices=["second", "geometric", "second+adabn"],
+        choices=["second", "geometric", "product", "min", "second+adabn"],
         default=["second", "geometric", "second+adabn"],
         help="score combinations to measure",
     )
@@ -233,12 +252,13 @@ def main(argv=None) -> int:
         det = Detector.load(out / "model")
         calib = [r for r in val_complete if W.lab_group(r) not in exclude]
         trained = det.rescorer
+        memo: dict = {}  # second-stage probabilities per image, shared by the combinations
         for combine, adabn in variants:  # each variant's threshold is chosen on the calibration crops
             det.rescorer = trained
             det.rescorer.config = trained.config.replace(combine=combine)
             if adabn:
                 det.rescorer = adapt_batchnorm(trained, _patches(calib, cands, det))
-            thr = W.best_threshold(W.sweep(_results(calib, cands, det, True)), args.density)
+            thr = W.best_threshold(W.sweep(_results(calib, cands, det, True, None if adabn else memo)), args.density)
             for name in tests:
                 groups = _groups(name)
                 complete = name == "all-val" or name != "atnorm"
@@ -247,7 +267,7 @@ def main(argv=None) -> int:
                     continue
                 if adabn:  # statistics of the tested lab's own candidates (no labels used)
                     det.rescorer = adapt_batchnorm(trained, _patches(recs, cands, det))
-                row = _row(_results(recs, cands, det, True), thr, args.density, complete)
+                row = _row(_results(recs, cands, det, True, None if adabn else memo), thr, args.density, complete)
                 label = combine + (", AdaBN" if adabn else "")
                 rows.append(
                     {

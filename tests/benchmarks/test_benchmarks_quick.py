@@ -106,6 +106,7 @@ def _number(text: str) -> bool:
 OTHERS = [
     ("forward_time.py", (), 1, "| preset | parameters | forward s/image |"),
     ("detect_speed.py", (), 1, "s per 2084 x 2084 HPF"),
+    ("negative_control.py", (), 1, "| variant | threshold | detections | tissue mm2 |"),
     ("ddp_step_time.py", (), 2, "| run | processes x threads | images / process / step | median s / step |"),
     ("ray_throughput.py", (), 1, "| run | workers | pool start s | batch wall s | slides / min | outputs vs local |"),
 ]

@@ -46,6 +46,15 @@ def test_config_checks_and_combine():
         RescorerConfig.from_dict({"patchpx": 64})
     assert combine_scores(np.array([0.25]), np.array([1.0]), "geometric")[0] == pytest.approx(0.5)
     assert combine_scores(np.array([0.25]), np.array([0.7]), "second")[0] == pytest.approx(0.7)
+    assert combine_scores(np.array([0.8]), np.array([0.5]), "product")[0] == pytest.approx(0.4)
+    assert combine_scores(np.array([0.8, 0.3]), np.array([0.5, 0.9]), "min").tolist() == [0.5, 0.3]
+    # the veto rules never raise a candidate above its first-stage score; geometric can
+    f, s = np.array([0.87]), np.array([1.0])
+    assert (
+        combine_scores(f, s, "geometric")[0]
+        > f[0]
+        >= max(combine_scores(f, s, "product")[0], combine_scores(f, s, "min")[0])
+    )
 
 
 def test_files_round_trip_and_damaged_file(tmp_path):

@@ -32,7 +32,7 @@ from mitodet.models.detector import IMAGENET_MEAN, IMAGENET_STD
 RESCORER_DIR = "rescorer"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-COMBINES = ("second", "geometric")
+COMBINES = ("second", "geometric", "product", "min")
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,11 @@ class RescorerConfig:
         patch_px: patch side in pixels at ``mpp``.
         mpp: micrometres per pixel of the patch.
         min_candidate_score: first-stage candidates below this are dropped before re-scoring.
-        combine: ``"second"`` (the final score is the second stage's probability) or
-            ``"geometric"`` (the geometric mean of both stages' scores).
+        combine: ``"second"`` (the final score is the second stage's probability),
+            ``"geometric"`` (the geometric mean of both stages' scores: a confident second
+            stage can *raise* a candidate above the first stage's score), or the veto rules
+            ``"product"`` (first x second) and ``"min"`` (the lower of the two), with which
+            the second stage can only lower a candidate's score.
         temperature: the second stage's logit is divided by it before the sigmoid.
         threshold: the operating threshold of the combined score (chosen by whole-field F1).
     """
@@ -123,8 +126,13 @@ def combine_scores(first: np.ndarray, second: np.ndarray, how: str) -> np.ndarra
     """The final score of a candidate from both stages' scores (see :class:`RescorerConfig`)."""
     if how == "second":
         return np.asarray(second, dtype=np.float64)
+    f, s = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
     if how == "geometric":
-        return np.sqrt(np.asarray(first, dtype=np.float64) * np.asarray(second, dtype=np.float64))
+        return np.sqrt(f * s)
+    if how == "product":
+        return f * s
+    if how == "min":
+        return np.minimum(f, s)
     raise ValueError(f"combine must be one of {COMBINES}, got {how!r}")
 
 

@@ -15,7 +15,7 @@ COMMAND_MODULES = (
     "mitodet.commands.train",
     "mitodet.commands.rescorer",
     "mitodet.commands.validate",
-    "mitodet.evaluation.cli",
+    "mitodet.commands.evaluate",
 )
 
 
@@ -39,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from mitodet.commands._common import EXIT_INTERRUPTED
+
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

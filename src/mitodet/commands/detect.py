@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mitodet.commands._common import fail
+
 DESCRIPTION = """\
 Find mitotic figures in H&E images and write, per image, the detections (CSV, QuPath
 GeoJSON, MIDOG JSON), an overlay picture, and a clinical read-out: the count, the tissue
@@ -173,8 +175,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _fail(msg: str) -> int:
-    print(f"mitodet detect: error: {msg}", file=sys.stderr)
-    return 2
+    return fail("detect", msg)
 
 
 def run(args: argparse.Namespace) -> int:

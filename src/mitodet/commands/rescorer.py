@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from mitodet.commands._common import EXIT_INTERRUPTED, fail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,8 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fail(msg: str) -> int:
-    print(f"mitodet train-rescorer: error: {msg}", file=sys.stderr)
-    return 2
+    return fail("train-rescorer", msg)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, TypeError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     print(
         f"done: second stage in {args.out / 'model'}; threshold {summary['threshold']:.4f} "
         f"({summary['samples']['positives']} positives, {summary['samples']['negatives']} negatives)"

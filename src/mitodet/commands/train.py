@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
+
+from mitodet.commands._common import EXIT_INTERRUPTED, EXIT_STOPPED, fail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,18 +26,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", help="preset name (see `mitodet presets`); default rdlm")
     p.add_argument("--data", help="data spec: 'shared' (../shared/data) or a JSON spec file")
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoints, metrics, model/)")
-    p.add_argument("--iterations", type=int)
+    p.add_argument("--iterations", type=int, help="training steps (default 20,000, the paper's)")
     p.add_argument(
         "--batch-size",
         type=int,
         help="crops per step, over all processes (under torchrun each process takes an equal share)",
     )
-    p.add_argument("--lr", type=float)
-    p.add_argument("--warmup-iters", type=int)
-    p.add_argument("--val-every", type=int)
-    p.add_argument("--val-crops", type=int)
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--lr", type=float, help="peak SGD learning rate (default 1e-3, the paper's)")
+    p.add_argument("--warmup-iters", type=int, help="linear learning-rate warm-up steps")
+    p.add_argument("--val-every", type=int, help="validate (and keep the best model) every N steps")
+    p.add_argument("--val-crops", type=int, help="fixed validation crops of the held-out slides")
+    p.add_argument("--checkpoint-every", type=int, help="write a resumable checkpoint every N steps")
+    p.add_argument("--seed", type=int, help="seed of sampling, augmentation and initialisation")
     p.add_argument("--threads", type=int, help="torch CPU threads (0 = torch's default)")
     p.add_argument(
         "--weights-backbone",
@@ -78,24 +79,20 @@ def run(args: argparse.Namespace) -> int:
     doc: dict = {}
     if args.config:
         if not args.config.is_file():
-            print(f"error: config file {args.config} not found", file=sys.stderr)
-            return 2
+            return fail("train", f"config file {args.config} not found")
         try:
             doc = json.loads(args.config.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            print(
-                f"error: config file {args.config} is not valid JSON ({exc}); see configs/rdlm-cpu-shared.json "
-                "for the layout",
-                file=sys.stderr,
+            return fail(
+                "train",
+                f"config file {args.config} is not valid JSON ({exc}); see configs/rdlm-cpu-shared.json for the layout",
             )
-            return 2
         if not isinstance(doc, dict) or not isinstance(doc.get("train", {}), dict):
-            print(
-                f'error: config file {args.config} must be a JSON object {{"train": {{...}}, "data": ...}}; '
+            return fail(
+                "train",
+                f'config file {args.config} must be a JSON object {{"train": {{...}}, "data": ...}}; '
                 "see configs/rdlm-cpu-shared.json",
-                file=sys.stderr,
             )
-            return 2
     tdict = dict(doc.get("train", {}))
     for key in (
         "preset",
@@ -117,8 +114,7 @@ def run(args: argparse.Namespace) -> int:
         tdict["model_overrides"] = {**tdict["model_overrides"], "weights_backbone": args.weights_backbone}
     data = args.data or doc.get("data")
     if data is None:
-        print("error: no data: pass --data shared, --data SPEC.json, or a config with a 'data' entry", file=sys.stderr)
-        return 2
+        return fail("train", "no data: pass --data shared, --data SPEC.json, or a config with a 'data' entry")
     try:
         cfg = train_config_from_dict(tdict)
         spec = load_spec(data)
@@ -133,13 +129,11 @@ def run(args: argparse.Namespace) -> int:
             sync_bn=args.sync_bn,
         )
     except NonFiniteLossError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+        return fail("train", str(exc), EXIT_STOPPED)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail("train", str(exc))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for the whole job
     best = summary["best"]

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from mitodet.commands._common import fail
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -56,8 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fail(msg: str) -> int:
-    print(f"mitodet validate: error: {msg}", file=sys.stderr)
-    return 2
+    return fail("validate", msg)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from mitodet.commands._common import fail
 
 DESCRIPTION = """\
 Compare detected mitotic figures (PRED) with annotated ones (GT) and report precision,
@@ -113,8 +114,7 @@ def _print_images(rep) -> None:
 
 
 def _fail(msg: str) -> int:
-    print(f"mitodet evaluate: error: {msg}", file=sys.stderr)
-    return 2
+    return fail("evaluate", msg)
 
 
 def run(args: argparse.Namespace) -> int:

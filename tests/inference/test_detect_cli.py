@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mitodet.cli import main
 from mitodet.synthetic import synthetic_pyramidal_tiff, synthetic_scene
@@ -228,3 +229,27 @@ def test_usage_errors(tiny_model_dir, tmp_path):
     with pytest.raises(SystemExit) as e:
         _run(["detect", "--help"])
     assert e.value.code == 0
+
+
+def test_refusals_come_before_any_tile_runs(tmp_path, tiny_model_dir, capsys):
+    """A missing input fails the command before the model loads; an image coarser than twice
+    the model's resolution, or smaller than one cell, fails as a file with the reason (not
+    'done, 0 mitoses, score 1'), and --allow-coarse runs the coarse one anyway."""
+    from mitodet.cli import main
+    from mitodet.inference.pipeline import detect_files
+
+    # the model named does not exist either: the answer is about the input, so no model was read
+    assert main(["detect", str(tmp_path / "typo.png"), "--model", "no-such-model-either"]) == 2
+    err = capsys.readouterr().err
+    assert "no such file or folder" in err and "typo.png" in err and "model" not in err
+    img = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "coarse.png")
+    Image.fromarray(img[:10, :10]).save(tmp_path / "speck.png")
+    batch = detect_files([tmp_path / "coarse.png"], tmp_path / "out", model=tiny_model_dir, mpp=4.9)
+    (r,) = batch.results
+    assert r.status == "failed" and "mitoses are not resolved" in r.error and "--allow-coarse" in r.error
+    batch = detect_files([tmp_path / "coarse.png"], tmp_path / "out", model=tiny_model_dir, mpp=4.9, allow_coarse=True)
+    assert batch.results[0].status == "done"
+    assert any("not reliable" in n for n in batch.results[0].summary["notes"])
+    batch = detect_files([tmp_path / "speck.png"], tmp_path / "out", model=tiny_model_dir, mpp=0.25)
+    assert batch.results[0].status == "failed" and "smaller than one cell" in batch.results[0].error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from mitodet.commands._common import fail
 
@@ -108,6 +109,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recursive", action="store_true", help="also look into sub-folders of folder inputs")
     p.add_argument("--overwrite", action="store_true", help="process every input again, even if already done")
     p.add_argument(
+        "--allow-coarse",
+        action="store_true",
+        help="run images coarser than twice the model's working pixel size (mitoses unresolved; by default "
+        "such a file fails before any tile runs, with the reason)",
+    )
+    p.add_argument(
         "--reader",
         choices=("auto", "openslide", "tifffile"),
         default="auto",
@@ -197,6 +204,9 @@ def run(args: argparse.Namespace) -> int:
                 positive_int(value, flag)
     except ValueError as exc:
         return _fail(str(exc))
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:  # before the model loads: a typo answers at once
+        return _fail(f"no such file or folder: {', '.join(map(str, missing))}; check the path(s)")
     if args.backend != "ray" and (args.address is not None or args.ray_workers is not None):
         return _fail("--address and --ray-workers need --backend ray")
     if args.backend == "ray":
@@ -240,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
         recursive=args.recursive,
         reader=args.reader,
         progress=not args.no_progress,
+        allow_coarse=args.allow_coarse,
         log=say,
         log_error=say_err,
     )

@@ -260,6 +260,11 @@ class _Options:
     reader: str
     radius_um: float | None  # None: by the ground truth's format (evaluation.metrics.radius_for_format)
     progress: bool
+    allow_coarse: bool = False  # run images much coarser than the model's resolution anyway
+
+
+#: an image narrower than this (um) cannot hold one whole cell: refused, not counted as "no mitoses"
+MIN_IMAGE_SIDE_UM = 20.0
 
 
 def _evaluate(gt_pts: np.ndarray, det, radius_um: float) -> tuple[dict[str, Any], tuple]:
@@ -375,11 +380,23 @@ def process_file(
             notes.append(f"--mpp {mpp:g} overrides the file's {src.pixel_size.mpp:g} um/px ({src.pixel_size.source})")
         if src.pixel_size.mpp_y and mpp_source != "--mpp" and abs(src.pixel_size.mpp_y - mpp) > 0.02 * mpp:
             notes.append(f"non-square pixels ({mpp:g} x {src.pixel_size.mpp_y:g} um); the x size is used")
-        if mpp > 2.0 * detector.mpp:
-            notes.append(
-                f"the image ({mpp:g} um/px) is much coarser than the model's working resolution "
-                f"({detector.mpp:g} um/px): mitoses may not be resolved; scan at x20 or x40"
+        h, w = src.shape
+        if min(h, w) * mpp < MIN_IMAGE_SIDE_UM:
+            raise ValueError(
+                f"{path}: {w} x {h} px at {mpp:g} um/px is {w * mpp:.1f} x {h * mpp:.1f} um, smaller than one "
+                f"cell ({MIN_IMAGE_SIDE_UM:g} um): not an image of tissue to count mitoses in (check the file, or --mpp)"
             )
+        if mpp > 2.0 * detector.mpp:
+            coarse = (
+                f"the image ({mpp:g} um/px) is much coarser than the model's working resolution "
+                f"({detector.mpp:g} um/px): mitoses are not resolved"
+            )
+            if not opts.allow_coarse:  # refused before any tile runs: a count here would read 'no mitoses'
+                raise ValueError(
+                    f"{path}: {coarse}. Scan at x20 (about 0.5 um/px) or x40 (about 0.25), check the pixel size "
+                    "(--mpp), or pass --allow-coarse to run anyway"
+                )
+            notes.append(f"{coarse}; run anyway (--allow-coarse): the count is not reliable")
         thumb, d = read_thumbnail(src, THUMBNAIL_MAX_SIDE)
         det = detector.detect_source(
             src, mpp, threshold=opts.threshold, tissue=opts.tissue, progress=opts.progress, thumbnail=(thumb, d)
@@ -587,6 +604,7 @@ def plan_batch(
     recursive: bool = False,
     reader: str = "auto",
     progress: bool = False,
+    allow_coarse: bool = False,
 ) -> BatchPlan:
     """Check the arguments of :func:`detect_files`, find the inputs, load the model (when
     ``detector`` is None) and the ground truth: everything but running the files.
@@ -639,6 +657,7 @@ def plan_batch(
         reader=reader,
         radius_um=None if radius_um is None else float(radius_um),
         progress=progress,
+        allow_coarse=bool(allow_coarse),
     )
     settings = {
         "model": model_fingerprint(detector),
@@ -681,6 +700,7 @@ def detect_files(
     recursive: bool = False,
     reader: str = "auto",
     progress: bool = False,
+    allow_coarse: bool = False,
     log: Callable[[str], None] | None = None,
     log_error: Callable[[str], None] | None = None,
 ) -> BatchResult:
@@ -705,6 +725,9 @@ def detect_files(
         recursive: look into sub-folders of folder inputs.
         reader: ``"auto"``, ``"openslide"`` or ``"tifffile"`` for slides.
         progress: tqdm bars over files and tiles (shown on terminals only).
+        allow_coarse: run an image whose pixel size is more than twice the model's working
+            one (mitoses unresolved); by default such a file fails before any tile runs. An
+            image smaller than one cell (``MIN_IMAGE_SIDE_UM``) always fails.
         log / log_error: called with one line per file (e.g. ``print``); None is silent.
 
     Returns:
@@ -729,6 +752,7 @@ def detect_files(
         recursive=recursive,
         reader=reader,
         progress=progress,
+        allow_coarse=allow_coarse,
     )
     results: list[FileResult] = []
     it: Iterable[tuple[Path, str]] = zip(plan.inputs, plan.names)

@@ -518,6 +518,7 @@ class RayDetectorPool:
         recursive: bool = False,
         reader: str = "auto",
         progress: bool = False,
+        allow_coarse: bool = False,
         log: Callable[[str], None] | None = None,
         log_error: Callable[[str], None] | None = None,
     ) -> BatchResult:
@@ -541,6 +542,7 @@ class RayDetectorPool:
             recursive=recursive,
             reader=reader,
             progress=progress,
+            allow_coarse=allow_coarse,
         )
         inputs, names, out, opts, settings = plan.inputs, plan.names, plan.out_dir, plan.options, plan.settings
         gt_points, gt_file, index_path = plan.gt_points, plan.gt_file, plan.index_path

@@ -90,5 +90,5 @@ def test_docs_example_runs(tiny_model_dir, tmp_path, monkeypatch):
     for name in ("frame", "slide"):
         s = json.loads((tmp_path / "results" / f"{name}.summary.json").read_text())
         assert s["status"] == "complete" and s["score_threshold"] == 0.5  # the model's operating threshold
-        assert (tmp_path / "results" / f"{name}.overlay.png").is_file()
-    assert (tmp_path / "results" / "frame.heatmap.png").is_file()
+        assert (tmp_path / "results" / f"{name}.overlay.jpg").is_file()
+    assert (tmp_path / "results" / "frame.heatmap.jpg").is_file()

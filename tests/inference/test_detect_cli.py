@@ -71,6 +71,7 @@ def batch(tmp_path_factory, tiny_model_dir):
         "--no-progress",
         "--threads",
         "1",
+        "--heatmap",
     ]
     before = torch.get_num_threads()
     try:
@@ -94,11 +95,11 @@ def test_bad_files_fail_clearly_and_the_batch_goes_on(batch):
         assert not (batch.out / f"{row['name']}.summary.json").exists()
     assert "3 done" in batch.res.out and f"{len(batch.bad)} failed" in batch.res.out
     for name in ("good1", "good2", "good3"):
-        for suffix in (".csv", ".geojson", ".midog.json", ".overlay.png", ".summary.md", ".summary.json"):
+        for suffix in (".csv", ".geojson", ".midog.json", ".overlay.jpg", ".summary.md", ".summary.json"):
             assert (batch.out / f"{name}{suffix}").stat().st_size > 0, name + suffix
     # the eq. 9 heat-map for HPF images (the model has a GLB), not for the slide
-    assert (batch.out / "good1.heatmap.png").is_file() and (batch.out / "good2.heatmap.png").is_file()
-    assert not (batch.out / "good3.heatmap.png").exists()
+    assert (batch.out / "good1.heatmap.jpg").is_file() and (batch.out / "good2.heatmap.jpg").is_file()
+    assert not (batch.out / "good3.heatmap.jpg").exists()
     assert not list(batch.out.glob(".*.tmp"))
 
 

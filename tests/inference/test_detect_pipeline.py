@@ -35,7 +35,7 @@ def test_rerun_skips_finished_files_and_redoes_only_what_is_missing(tmp_path, dh
     src = _three_fields(tmp_path, dh)
     out = tmp_path / "out"
     det = dh.BlobDetector(mpp=0.5, tile_px=128, overlap_px=40)
-    batch = detect_files([src], out, detector=det, threshold=0.5)
+    batch = detect_files([src], out, detector=det, threshold=0.5, heatmap=True)
     assert [r.status for r in batch.results] == ["done"] * 3 and batch.ok
     for name in "abc":
         for kind, suffix in OUTPUT_SUFFIXES.items():
@@ -47,7 +47,7 @@ def test_rerun_skips_finished_files_and_redoes_only_what_is_missing(tmp_path, dh
     before = {n: _mtimes(out, n) for n in "abc"}
 
     # a second run does nothing
-    batch = detect_files([src], out, detector=det, threshold=0.5)
+    batch = detect_files([src], out, detector=det, threshold=0.5, heatmap=True)
     assert [r.status for r in batch.results] == ["skipped"] * 3
     assert len(det.crop_shapes) == runs
     assert {r["status"] for r in _index(out).values()} == {"skipped"}
@@ -56,20 +56,22 @@ def test_rerun_skips_finished_files_and_redoes_only_what_is_missing(tmp_path, dh
     # delete one file's outputs: only that file is processed again
     for p in out.glob("b.*"):
         p.unlink()
-    batch = detect_files([src], out, detector=det, threshold=0.5)
+    batch = detect_files([src], out, detector=det, threshold=0.5, heatmap=True)
     assert [r.status for r in batch.results] == ["skipped", "done", "skipped"]
     assert {n: r["status"] for n, r in _index(out).items()} == {"a": "skipped", "b": "done", "c": "skipped"}
     assert _mtimes(out, "a") == before["a"] and _mtimes(out, "c") == before["c"]
     assert len(det.crop_shapes) == runs + runs // 3
 
     # a missing single output, or other settings, also mean 'not done'
-    (out / "a.overlay.png").unlink()
-    assert [r.status for r in detect_files([src], out, detector=det, threshold=0.5).results] == [
+    (out / "a.overlay.jpg").unlink()
+    assert [r.status for r in detect_files([src], out, detector=det, threshold=0.5, heatmap=True).results] == [
         "done",
         "skipped",
         "skipped",
     ]
-    assert [r.status for r in detect_files([src], out, detector=det, threshold=0.7).results] == ["done"] * 3
+    assert [r.status for r in detect_files([src], out, detector=det, threshold=0.7, heatmap=True).results] == [
+        "done"
+    ] * 3
 
 
 def test_a_crash_mid_file_leaves_no_partial_output_and_the_rerun_finishes(tmp_path, dh, monkeypatch):
@@ -81,7 +83,7 @@ def test_a_crash_mid_file_leaves_no_partial_output_and_the_rerun_finishes(tmp_pa
     real_save = viz.save_image
 
     def killed_at_b(path, image):
-        if str(path).endswith("b.overlay.png"):
+        if str(path).endswith("b.overlay.jpg"):
             raise KeyboardInterrupt  # the run is killed while writing b's outputs
         return real_save(path, image)
 
@@ -129,7 +131,7 @@ def test_output_names_are_unique_and_outputs_are_not_inputs(tmp_path):
         (tmp_path / d).mkdir()
         (tmp_path / d / "a.png").write_bytes(b"1")
     (tmp_path / "x" / "summary.png").write_bytes(b"1")
-    (tmp_path / "x" / "a.overlay.png").write_bytes(b"1")  # an output of an earlier run
+    (tmp_path / "x" / "a.overlay.jpg").write_bytes(b"1")  # an output of an earlier run
     (tmp_path / "x" / "out").mkdir()
     (tmp_path / "x" / "out" / "z.png").write_bytes(b"1")
     paths = collect_inputs(

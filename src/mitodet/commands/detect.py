@@ -27,9 +27,9 @@ outputs, in --out (NAME = the file name without extension):
   NAME.csv            detections: x,y,score (level-0 pixels), x_um,y_um
   NAME.geojson        the same for QuPath (File > Import objects)
   NAME.midog.json     the same in millimetres (grand-challenge "Multiple points")
-  NAME.overlay.png    the detections drawn on the image (on a thumbnail for slides);
+  NAME.overlay.jpg    the detections drawn on the image (on a thumbnail for slides);
                       with --gt: matched (TP), spurious (FP) and missed (FN) in colours
-  NAME.heatmap.png    where the network's Global Bank attends (HPF images)
+  NAME.heatmap.jpg    where the network's Global Bank attends (HPF images; with --heatmap)
   NAME.summary.md     the read-out; NAME.summary.json the same, written last
   summary.csv         one line per input: done / skipped (already done) / failed + why
 
@@ -105,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="find tissue and skip background: auto = for slides only (default)",
     )
-    p.add_argument("--no-heatmap", action="store_true", help="do not write NAME.heatmap.png")
+    p.add_argument("--heatmap", action="store_true", help="also write NAME.heatmap.jpg (the GLB heat-map, HPF images)")
+    p.add_argument("--no-heatmap", action="store_true", help="no heat-map (the default; kept for older scripts)")
+    p.add_argument("--no-overlay", action="store_true", help="do not write NAME.overlay.jpg")
     p.add_argument("--recursive", action="store_true", help="also look into sub-folders of folder inputs")
     p.add_argument("--overwrite", action="store_true", help="process every input again, even if already done")
     p.add_argument(
@@ -244,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
         gt=args.gt,
         field_area_mm2=args.field_area_mm2,
         tissue=args.tissue,
-        heatmap=not args.no_heatmap,
+        heatmap=args.heatmap and not args.no_heatmap,
+        overlay=not args.no_overlay,
         radius_um=args.radius_um,
         overwrite=args.overwrite,
         recursive=args.recursive,

@@ -7,9 +7,9 @@ file name without its extension, made unique within the batch) it writes into ``
 ``NAME.csv``                detections ``x,y,score,x_um,y_um`` (level-0 pixels, um)
 ``NAME.geojson``            the same as QuPath point detections (File > Import objects)
 ``NAME.midog.json``         grand-challenge "Multiple points" JSON in millimetres
-``NAME.overlay.png``        detections (or TP/FP/FN with ``gt``) on the image, or on a
+``NAME.overlay.jpg``        detections (or TP/FP/FN with ``gt``) on the image, or on a
                             thumbnail of at most 4096 px for slides
-``NAME.heatmap.png``        the GLB vault heat-map of eq. 9 (HPF images, GLB models)
+``NAME.heatmap.jpg``        the GLB vault heat-map of eq. 9 (HPF images, GLB models)
 ``NAME.summary.md``         the clinical read-out for people
 ``NAME.summary.json``       the same for programs, and the file's completion marker
 ==========================  ===========================================================
@@ -56,14 +56,14 @@ OUTPUT_SUFFIXES: dict[str, str] = {
     "csv": ".csv",
     "geojson": ".geojson",
     "midog": ".midog.json",
-    "overlay": ".overlay.png",
-    "heatmap": ".heatmap.png",
+    "overlay": ".overlay.jpg",
+    "heatmap": ".heatmap.jpg",
     "summary_md": ".summary.md",
     "summary_json": ".summary.json",
 }
 
 _RESERVED = {"summary"}  # would collide with the batch index summary.csv
-_OWN_OUTPUT_ENDINGS = (".overlay.png", ".heatmap.png")
+_OWN_OUTPUT_ENDINGS = (".overlay.jpg", ".heatmap.jpg", ".overlay.png", ".heatmap.png")  # (PNG: before 2026-12)
 INDEX_COLUMNS = (
     "file",
     "name",
@@ -135,7 +135,7 @@ def collect_inputs(
     Files given explicitly are kept whatever their ending (a missing one fails later, in the
     batch, with its name). From folders, files ending in
     :data:`~mitodet.inference.slide.IMAGE_SUFFIXES` are taken (sub-folders too when
-    ``recursive``), except hidden files, mitodet's own ``.overlay.png`` / ``.heatmap.png``
+    ``recursive``), except hidden files, mitodet's own ``.overlay.jpg`` / ``.heatmap.jpg`` (and the ``.png`` of older versions)
     outputs and anything under ``exclude`` (the output folder).
 
     Raises:
@@ -257,11 +257,15 @@ class _Options:
     field_area_mm2: float
     tissue: str
     heatmap: bool
+    overlay: bool
     reader: str
     radius_um: float | None  # None: by the ground truth's format (evaluation.metrics.radius_for_format)
     progress: bool
     allow_coarse: bool = False  # run images much coarser than the model's resolution anyway
 
+
+#: the finest pixel size (um) the overlay picture is drawn at
+OVERLAY_MPP = 0.5
 
 #: an image narrower than this (um) cannot hold one whole cell: refused, not counted as "no mitoses"
 MIN_IMAGE_SIDE_UM = 20.0
@@ -429,14 +433,26 @@ def process_file(
             ev["gt_file"] = gt_file
             ev["gt_image"] = ps.name
 
+    # the overlay is drawn no finer than OVERLAY_MPP (a pathologist sees each figure there,
+    # and an HPF's JPEG stays well under 1 MB): a x40 frame is shown at half its resolution
+    k = min(1.0, mpp * d[0] / OVERLAY_MPP)
+    if k < 0.99:
+        from PIL import Image
+
+        size = (max(1, round(thumb.shape[1] * k)), max(1, round(thumb.shape[0] * k)))
+        thumb = np.asarray(Image.fromarray(thumb).resize(size, Image.Resampling.BOX))
+        d = (d[0] / k, d[1] / k)
     radius = max(4.0, 0.6 * detector.config.box_size_um / (mpp * d[0]))
     width = 2 if max(thumb.shape[:2]) < 3000 else 3
     if parts is not None:
         overlay = draw_evaluation(thumb, *(_to_thumb(p, d) for p in parts), radius_px=radius, width=width)
     else:
         overlay = draw_detections(thumb, _to_thumb(det.points, d), radius_px=radius, width=width)
-    save_image(paths["overlay"], overlay)
-    written.append(paths["overlay"].name)
+    if opts.overlay:
+        save_image(paths["overlay"], overlay)
+        written.append(paths["overlay"].name)
+    else:
+        paths["overlay"].unlink(missing_ok=True)  # no stale overlay from an earlier run
     del overlay
 
     if opts.heatmap and kind == "hpf" and full is not None:
@@ -599,7 +615,8 @@ def plan_batch(
     gt: str | os.PathLike[str] | None = None,
     field_area_mm2: float = DIGITAL_HPF_AREA_MM2,
     tissue: str = "auto",
-    heatmap: bool = True,
+    heatmap: bool = False,
+    overlay: bool = True,
     radius_um: float | None = None,
     recursive: bool = False,
     reader: str = "auto",
@@ -654,6 +671,7 @@ def plan_batch(
         field_area_mm2=float(field_area_mm2),
         tissue=tissue,
         heatmap=bool(heatmap),
+        overlay=bool(overlay),
         reader=reader,
         radius_um=None if radius_um is None else float(radius_um),
         progress=progress,
@@ -665,6 +683,7 @@ def plan_batch(
         "mpp": mpp,
         "tissue": tissue,
         "heatmap": bool(heatmap),
+        "overlay": bool(overlay),
         "reader": reader,
         "field_area_mm2": float(field_area_mm2),
         "radius_um": None if radius_um is None else float(radius_um),
@@ -694,7 +713,8 @@ def detect_files(
     gt: str | os.PathLike[str] | None = None,
     field_area_mm2: float = DIGITAL_HPF_AREA_MM2,
     tissue: str = "auto",
-    heatmap: bool = True,
+    heatmap: bool = False,
+    overlay: bool = True,
     radius_um: float | None = None,
     overwrite: bool = False,
     recursive: bool = False,
@@ -718,7 +738,9 @@ def detect_files(
             images pair by file stem (a single image with a single GT entry pair anyway).
         field_area_mm2: HPF area for the per-10-HPF count, hotspot and Nottingham score.
         tissue: ``"auto"`` (slides only), ``"on"``, ``"off"``.
-        heatmap: write the GLB heat-map for HPF images.
+        heatmap: write the GLB heat-map for HPF images (off by default: it costs a second
+            pass of the network's neck and about 1 MB per HPF).
+        overlay: write the overlay picture (a JPEG, a downsampled thumbnail for slides).
         radius_um: matching radius against ``gt`` (um); default by the ground truth's format
             (7.5 um for MIDOG files, as ``mitodet evaluate`` scores them, else 8 um).
         overwrite: process inputs even when complete outputs from the same settings exist.
@@ -748,6 +770,7 @@ def detect_files(
         field_area_mm2=field_area_mm2,
         tissue=tissue,
         heatmap=heatmap,
+        overlay=overlay,
         radius_um=radius_um,
         recursive=recursive,
         reader=reader,

@@ -288,7 +288,8 @@ def save_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     if fmt is None:
         raise ValueError(f"cannot tell the image format from {str(target)!r}; use a .png, .jpg or .tif name")
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format=fmt)
+    # JPEG at quality 85: with the overlay at 0.5 um/px, an HPF in about 0.4 MB (its PNG: about 8 MB)
+    Image.fromarray(rgb).save(buf, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
     return atomic_write_bytes(target, buf.getvalue())
 
 

@@ -203,3 +203,32 @@ def test_blank_slide_is_done_with_zero_tissue(tmp_path, dh):
     s = r.summary
     assert s["count"] == 0 and s["tissue_area_mm2"] == 0.0 and s["hotspot"] is None
     assert s["nottingham"]["score"] is None and any("no tissue" in n for n in s["notes"])
+
+
+def test_nothing_is_lost_in_a_shared_output_folder(tmp_path, dh):
+    """Two folders with a same-named image into one --out: the second is refused (not written
+    over the first's results), and the index accumulates across runs instead of being rewritten."""
+    from PIL import Image
+
+    img = dh.disc_image((200, 200), [(60.0, 60.0), (140.0, 120.0)], 5)
+    for folder in ("day1", "day2"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(img).save(tmp_path / folder / "field.png")
+    Image.fromarray(img).save(tmp_path / "day2" / "other.png")
+    out = tmp_path / "out"
+    det = dh.BlobDetector(mpp=0.5, tile_px=128, overlap_px=40)
+    first = detect_files([tmp_path / "day1" / "field.png"], out, detector=det, mpp=0.5)
+    assert first.results[0].status == "done"
+    before = (out / "field.csv").read_bytes(), (out / "field.summary.json").read_bytes()
+    second = detect_files([tmp_path / "day2"], out, detector=det, mpp=0.5)
+    by_name = {r.path.name: r for r in second.results}
+    assert by_name["field.png"].status == "failed" and "another input" in by_name["field.png"].error
+    assert str(tmp_path / "day1" / "field.png") in by_name["field.png"].error
+    assert by_name["other.png"].status == "done"
+    assert ((out / "field.csv").read_bytes(), (out / "field.summary.json").read_bytes()) == before
+    with open(out / "summary.csv", newline="") as fh:
+        files = [r["file"] for r in csv.DictReader(fh)]  # the first run's row is still there
+    assert any(f.endswith("day1/field.png") for f in files) and any(f.endswith("day2/other.png") for f in files)
+    # --overwrite replaces them on purpose
+    again = detect_files([tmp_path / "day2" / "field.png"], out, detector=det, mpp=0.5, overwrite=True)
+    assert again.results[0].status == "done"

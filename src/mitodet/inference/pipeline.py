@@ -247,6 +247,15 @@ def _complete_summary(marker: Path, key: str, out_dir: Path) -> dict[str, Any] |
     return doc
 
 
+def _owner(marker: Path) -> str | None:
+    """The absolute input path an existing summary was written for (None: none, or unknown)."""
+    try:
+        doc = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc.get("image_path") if isinstance(doc, dict) else None
+
+
 # ----------------------------------------------------------------------------- one file
 
 
@@ -374,6 +383,13 @@ def process_file(
                 outputs=list(done.get("outputs", [])),
                 seconds=time.perf_counter() - t0,
             )
+    if not overwrite:  # another input's results under this name are never replaced silently
+        other = _owner(marker)
+        if other is not None and other != str(path.resolve()):
+            raise ValueError(
+                f"{path}: {out_dir / name}.* hold the results of another input, {other} (same name); give this "
+                "batch its own --out, rename one of the files, or pass --overwrite to replace them"
+            )
     marker.unlink(missing_ok=True)  # from here on the file counts as not done until the marker is back
     notes: list[str] = []
     with open_image(path, reader=opts.reader) as src:
@@ -483,6 +499,7 @@ def process_file(
     summary.update(
         {
             "image": str(path),
+            "image_path": str(path.resolve()),
             "name": name,
             "kind": kind,
             "mpp_source": mpp_source,
@@ -566,12 +583,27 @@ def index_row(r: FileResult) -> dict[str, str]:
 
 
 def write_index(path: Path, results: Sequence[FileResult]) -> Path:
-    """Write the batch index ``summary.csv`` atomically."""
+    """Write the batch index ``summary.csv`` atomically, merged by input with the index an
+    earlier run left there: its rows of other inputs are kept (in their order), the rows of
+    this batch's inputs are replaced by this batch's."""
     from mitodet.report.outputs import atomic_write_text
 
+    def key(file: str) -> str:
+        return str(Path(file).resolve())
+
+    mine = {key(str(r.path)) for r in results}
+    kept: list[dict[str, str]] = []
+    if path.is_file():
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                kept = [row for row in csv.DictReader(fh) if row.get("file") and key(row["file"]) not in mine]
+        except (OSError, UnicodeDecodeError, csv.Error):
+            kept = []  # an unreadable index is rebuilt from this batch
     buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+    wr = csv.DictWriter(buf, fieldnames=INDEX_COLUMNS, lineterminator="\n", extrasaction="ignore", restval="")
     wr.writeheader()
+    for row in kept:
+        wr.writerow(row)
     for r in results:
         wr.writerow(index_row(r))
     return atomic_write_text(path, buf.getvalue())

@@ -149,3 +149,72 @@ def test_training_drops_unannotated_images(tmp_path):
     )
     _, _, info = build_datasets(TrainConfig(iterations=1, batch_size=1), ModelConfig(), spec, progress=False)
     assert info["records"] == 2 and info["train_records"] == 1  # 002 is neither positive nor negative
+
+
+def test_the_review_loop_closes(tmp_path, tiny_model_dir, capsys):
+    """detect -> evaluate reads the detect output folder, its .midog.json and its GeoJSON, and a
+    GeoJSON exported from QuPath after review (classes "Mitotic figure" / "Not mitotic")."""
+    from mitodet.inference.pipeline import detect_files
+
+    img = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "A03_00Ab.png")
+    out = tmp_path / "out"
+    detect_files([tmp_path / "A03_00Ab.png"], out, model=tiny_model_dir, mpp=0.25, threshold=0.0)
+    own = load_points(out / "A03_00Ab.csv")["A03_00Ab"]
+    assert len(own.points) > 0
+    for form in (out, out / "A03_00Ab.midog.json", out / "A03_00Ab.geojson"):
+        sets = load_points(form)
+        assert list(sets) == ["A03_00Ab"], form  # paired by the image's name, whatever the file
+        pts = sets["A03_00Ab"].to_pixels(0.25).points
+        assert np.allclose(np.sort(pts, 0), np.sort(own.points, 0), atol=0.01), form
+    reviewed = tmp_path / "A03_00Ab.reviewed.geojson"
+    reviewed.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "Point", "coordinates": [10, 20]},
+                        "properties": {"objectType": "annotation", "classification": {"name": "Mitotic figure"}},
+                    },
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "Point", "coordinates": [30, 40]},
+                        "properties": {"objectType": "annotation", "classification": {"name": "Not mitotic"}},
+                    },
+                ],
+            }
+        )
+    )
+    ps = next(iter(load_points(reviewed).values()))
+    assert ps.labels.tolist() == [1, 0] and ps.points.tolist() == [[10, 20], [30, 40]]
+    # the whole loop through the command: detections against the reviewed truth, by name
+    (tmp_path / "gt").mkdir()
+    reviewed.rename(tmp_path / "gt" / "A03_00Ab.geojson")
+    assert cli_main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(out), "--mpp", "0.25", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n_images"] == 1 and res["tp"] + res["fn"] == 1
+
+
+def test_detect_gt_that_pairs_with_nothing_or_twice_is_an_error(tmp_path, tiny_model_dir):
+    from mitodet.inference.pipeline import detect_files
+
+    img = np.full((128, 128, 3), 200, np.uint8)
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(img).save(tmp_path / sub / "001.png")
+    Image.fromarray(img).save(tmp_path / "zzz.png")
+    gt = _midog(tmp_path)  # names 001 and 002
+    with pytest.raises(ValueError, match="pairs with none of the inputs"):
+        detect_files(
+            [tmp_path / "zzz.png", tmp_path / "zzz.png"], tmp_path / "o1", model=tiny_model_dir, mpp=0.25, gt=gt
+        )
+    with pytest.raises(ValueError, match="would all pair"):
+        detect_files(
+            [tmp_path / "a" / "001.png", tmp_path / "b" / "001.png"],
+            tmp_path / "o2",
+            model=tiny_model_dir,
+            mpp=0.25,
+            gt=gt,
+        )

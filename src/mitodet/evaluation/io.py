@@ -95,9 +95,41 @@ class PointSet:
         return replace(self, points=self.points * 1000.0 / mpp, units="px")
 
 
+#: compound endings stripped whole when pairing (``A03_00Ab.midog.json`` -> ``A03_00Ab``)
+_COMPOUND = (".midog.json", ".ome.tiff", ".ome.tif")
+
+
 def image_key(name: str) -> str:
-    """The key images are paired by: the file stem (``"dir/001.tiff"`` -> ``"001"``)."""
-    return Path(str(name)).stem
+    """The key images are paired by: the file name without its extension (``"dir/001.tiff"``
+    -> ``"001"``; ``mitodet detect``'s ``NAME.midog.json`` -> ``"NAME"``)."""
+    base = Path(str(name)).name
+    for ending in _COMPOUND:
+        if base.lower().endswith(ending):
+            return base[: -len(ending)]
+    return Path(base).stem
+
+
+def load_geojson(path: Path) -> dict[str, PointSet]:
+    """A GeoJSON of one image's points (mitodet's own ``NAME.geojson``, or one exported from
+    QuPath after review), through :func:`mitodet.data.readers.generic.read_qupath_geojson`:
+    the class decides the label ("Mitotic figure" 1; "Not mitotic", "Hard negative", ... 0),
+    a ``score`` measurement is kept. The image is the one named like the file."""
+    from mitodet.data.readers.generic import read_qupath_geojson
+
+    name = image_key(path.name)
+    (rec,) = read_qupath_geojson(path, image=name, mpp=1.0)  # pixels; the pixel size comes from elsewhere
+    return {name: _pointset(name, rec.points, rec.labels, rec.scores, None, "", "px", path, "geojson")}
+
+
+def _detect_output_files(folder: Path) -> list[Path] | None:
+    """The point files of a ``mitodet detect`` output folder (one ``NAME.csv`` per image,
+    which holds the scores; its GeoJSON / MIDOG copies and the summaries are not read), or
+    None when ``folder`` is not one."""
+    summaries = sorted(folder.glob("*.summary.json"))
+    if not summaries:
+        return None
+    names = [s.name[: -len(".summary.json")] for s in summaries]
+    return [folder / f"{n}.csv" for n in names if (folder / f"{n}.csv").is_file()]
 
 
 def _pointset(name, pts, labels, scores, mpp, domain, units, source, fmt, labelled=True) -> PointSet:
@@ -226,7 +258,7 @@ def _load_multiple_points(path: Path, data: dict) -> dict[str, PointSet]:
         # the MIDOG evaluation's rule: no name, or the name "mitotic figure", is a MF
         lab.append(1 if p.get("name", "mitotic figure") == "mitotic figure" else 0)
         sc.append(float(p.get("probability", MIDOG_DEFAULT_PROBABILITY)))
-    name = path.stem
+    name = image_key(path.name)  # mitodet detect writes NAME.midog.json
     return {name: _pointset(name, pts, lab, sc if any_prob else None, None, "", "mm", path, "multiple_points")}
 
 
@@ -247,6 +279,10 @@ def load_json(path: Path) -> dict[str, PointSet]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{path}: not valid JSON ({exc})") from None
     loader = kind = None
+    if (isinstance(data, dict) and data.get("type") in ("FeatureCollection", "Feature")) or (
+        isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("type") == "Feature"
+    ):
+        return load_geojson(path)
     if isinstance(data, dict) and "images" in data and "annotations" in data:
         loader, kind = _load_coco, "MIDOG COCO-like ('images', 'annotations' with 'bbox' [x1, y1, x2, y2])"
     elif isinstance(data, dict) and isinstance(data.get("points"), list):
@@ -331,19 +367,26 @@ def load_points(path: str | Path) -> dict[str, PointSet]:
         mitos = sorted(p.rglob("*_mitosis.csv"))
         if mitos:
             return _merge(p, [load_csv(f) for f in mitos])
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".csv", ".json"))
+        files = _detect_output_files(p)
+        if files is None:
+            files = sorted(
+                f for f in p.iterdir() if f.suffix.lower() in (".csv", ".json", ".geojson") and f.name != "summary.csv"
+            )
         if not files:
             raise DataFormatError(
-                f"{p}: folder holds no *_mitosis.csv (MITOS-ATYPIA-14 layout) and no .csv or "
-                ".json point files. Point to the dataset root or to a point file."
+                f"{p}: folder holds no *_mitosis.csv (MITOS-ATYPIA-14 layout) and no .csv, .json or "
+                ".geojson point files. Point to the dataset root, a detect output folder or a point file."
             )
         return _merge(p, [load_points(f) for f in files])
     suffix = p.suffix.lower()
     if suffix == ".csv":
         return load_csv(p)
+    if suffix == ".geojson":
+        return load_geojson(p)
     if suffix == ".json":
         return load_json(p)
     raise DataFormatError(
         f"{p}: unknown point-file format {suffix!r}. Give a .csv (image,x,y,score), a MIDOG "
-        ".json, or a MITOS-ATYPIA-14 folder."
+        ".json, a GeoJSON (.geojson, as mitodet writes or QuPath exports), a MITOS-ATYPIA-14 folder "
+        "or a mitodet detect output folder."
     )

@@ -697,6 +697,7 @@ def plan_batch(
 
         gt_points = load_points(gt)
         gt_file = str(gt)
+        _check_pairing(inputs, gt_points, gt_file)
     opts = _Options(
         mpp=mpp,
         threshold=threshold,
@@ -726,6 +727,29 @@ def plan_batch(
         "gt": None if gt is None else _file_identity(Path(gt)),
     }
     return BatchPlan(detector, inputs, names, out, out / INDEX_NAME, opts, settings, gt_points, gt_file)
+
+
+def _check_pairing(inputs: Sequence[Path], gt_points: dict, gt_file: str) -> None:
+    """``--gt`` must pair: some input by name (or one input with a one-image file), and no two
+    inputs with the same GT image. Raises ValueError naming the images otherwise."""
+    from mitodet.evaluation.io import image_key
+
+    keys = [image_key(p.name) for p in inputs]
+    if len(inputs) == 1 and len(gt_points) == 1:
+        return  # a single image against a single-image file pairs whatever the names
+    paired = [k for k in keys if k in gt_points]
+    if not paired:
+        raise ValueError(
+            f"--gt {gt_file} pairs with none of the inputs: it names e.g. {sorted(gt_points)[:3]}, the inputs are "
+            f"e.g. {keys[:3]}; images pair by file name without extension"
+        )
+    twice = sorted({k for k in paired if paired.count(k) > 1})
+    if twice:
+        which = [str(p) for p, k in zip(inputs, keys) if k in twice]
+        raise ValueError(
+            f"--gt {gt_file}: the inputs {which[:4]} would all pair with its image(s) {twice[:3]}; "
+            "evaluate them in separate runs or rename them"
+        )
 
 
 def failed_result(path: Path, name: str, exc: BaseException, t0: float) -> FileResult:

@@ -32,3 +32,6 @@ def test_main_job_without_shared_data(tmp_path):
     assert summary["mpp"] == pytest.approx(0.499, abs=1e-3)  # read from the SVS metadata, not given
     assert summary["tissue_area_mm2"] > 0.3
     assert (tmp_path / "out" / "CMU-1-Small-Region.csv").is_file()
+    case = json.loads((tmp_path / "out" / "samples.case.json").read_text())  # the case read-out
+    assert case["score_status"] == "withheld" and "HPF" in case["reason"]  # 0.64 mm2 is under 10 HPF
+    assert "case samples:" in proc.stdout

@@ -111,6 +111,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recursive", action="store_true", help="also look into sub-folders of folder inputs")
     p.add_argument("--overwrite", action="store_true", help="process every input again, even if already done")
     p.add_argument(
+        "--case-by",
+        choices=("folder", "file", "all"),
+        default="folder",
+        help="which images form a case, whose counts and tissue are summed into one read-out "
+        "(<case>.case.json/.md, cases.csv): the images of one input folder (default), each file, or all",
+    )
+    p.add_argument(
+        "--extrapolate-score",
+        action="store_true",
+        help="give a case with less than 10 HPF of tissue a Nottingham score scaled to 10 HPF (flagged "
+        "EXTRAPOLATED everywhere); by default its score is withheld with the reason",
+    )
+    p.add_argument(
         "--allow-coarse",
         action="store_true",
         help="run images coarser than twice the model's working pixel size (mitoses unresolved; by default "
@@ -275,6 +288,15 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, DataFormatError, TimeoutError) as exc:
         return _fail(str(exc))
     n_done, n_skip, n_fail = batch.count("done"), batch.count("skipped"), batch.count("failed")
+    from mitodet.report.case import write_cases
+
+    try:
+        for case in write_cases(
+            batch.results, batch.out_dir, args.case_by, args.field_area_mm2, extrapolate=args.extrapolate_score
+        ):
+            print(case.line())
+    except (OSError, ValueError) as exc:
+        return _fail(f"writing the case read-out into {batch.out_dir}: {exc}")
     print(
         f"mitodet detect: {n_done} done, {n_skip} skipped (already done), {n_fail} failed; "
         f"outputs in {batch.out_dir}, index {batch.index_path}"

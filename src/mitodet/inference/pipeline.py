@@ -76,6 +76,7 @@ INDEX_COLUMNS = (
     "hotspot_count",
     "hotspot_per_10hpf",
     "mitotic_score",
+    "score_extrapolated",
     "precision",
     "recall",
     "f1",
@@ -574,6 +575,7 @@ def index_row(r: FileResult) -> dict[str, str]:
         "hotspot_count": _fmt(hot.get("count")),
         "hotspot_per_10hpf": _fmt(hot.get("count_per_10hpf")),
         "mitotic_score": _fmt(nt.get("score")),
+        "score_extrapolated": _fmt(hot.get("extrapolated")) if hot else "",
         "precision": _fmt(ev.get("precision")),
         "recall": _fmt(ev.get("recall")),
         "f1": _fmt(ev.get("f1")),
@@ -888,6 +890,9 @@ def _describe(k: int, n: int, r: FileResult) -> str:
     if hot:
         parts.append(f"hotspot {hot.get('count')} ({hot.get('count_per_10hpf', 0):.1f} per 10 HPF)")
     parts.append(f"score {nt if nt is not None else 'n/a'}")
+    if hot.get("extrapolated"):
+        hpf = (s.get("tissue_area_mm2") or 0) / (s.get("field_area_mm2") or DIGITAL_HPF_AREA_MM2)
+        parts[-1] += f" (EXTRAPOLATED from {hpf:.2g} HPF of tissue; see the case read-out)"
     ev = s.get("evaluation")
     if ev:
         parts.append(

@@ -33,9 +33,7 @@ the batch goes on with the next file.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import os
@@ -588,27 +586,11 @@ def write_index(path: Path, results: Sequence[FileResult]) -> Path:
     """Write the batch index ``summary.csv`` atomically, merged by input with the index an
     earlier run left there: its rows of other inputs are kept (in their order), the rows of
     this batch's inputs are replaced by this batch's."""
-    from mitodet.report.outputs import atomic_write_text
+    from mitodet.report.outputs import write_merged_csv
 
-    def key(file: str) -> str:
-        return str(Path(file).resolve())
-
-    mine = {key(str(r.path)) for r in results}
-    kept: list[dict[str, str]] = []
-    if path.is_file():
-        try:
-            with open(path, newline="", encoding="utf-8") as fh:
-                kept = [row for row in csv.DictReader(fh) if row.get("file") and key(row["file"]) not in mine]
-        except (OSError, UnicodeDecodeError, csv.Error):
-            kept = []  # an unreadable index is rebuilt from this batch
-    buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=INDEX_COLUMNS, lineterminator="\n", extrasaction="ignore", restval="")
-    wr.writeheader()
-    for row in kept:
-        wr.writerow(row)
-    for r in results:
-        wr.writerow(index_row(r))
-    return atomic_write_text(path, buf.getvalue())
+    return write_merged_csv(
+        path, INDEX_COLUMNS, [index_row(r) for r in results], key=lambda row: str(Path(row.get("file") or "").resolve())
+    )
 
 
 # ----------------------------------------------------------------------------- batch

@@ -17,8 +17,6 @@ Outputs (:func:`write_cases`): ``<case>.case.json`` and ``<case>.case.md`` per c
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -235,6 +233,7 @@ def write_cases(
     """Group a batch's results (``FileResult`` s of ``detect_files``) into cases and write
     each case's ``.case.json`` / ``.case.md`` and the cohort's ``cases.csv`` into ``out_dir``."""
     from mitodet.checks import atomic_write_text
+    from mitodet.report.outputs import write_merged_csv
 
     if case_by not in CASE_RULES:
         raise ValueError(f"case rule must be one of {CASE_RULES}, got {case_by!r}")
@@ -253,23 +252,7 @@ def write_cases(
         atomic_write_text(stem.with_suffix(".case.json"), json.dumps(c.to_json(), indent=2) + "\n")
         atomic_write_text(stem.with_suffix(".case.md"), case_markdown(c))
         readouts.append(c)
-    index = out / CASES_INDEX
-    kept: list[dict[str, str]] = []
-    mine = {c.case for c in readouts}
-    if index.is_file():
-        try:
-            with open(index, newline="", encoding="utf-8") as fh:
-                kept = [row for row in csv.DictReader(fh) if row.get("case") not in mine]
-        except (OSError, UnicodeDecodeError, csv.Error):
-            kept = []
-    buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=CASE_COLUMNS, lineterminator="\n", extrasaction="ignore", restval="")
-    wr.writeheader()
-    for row in kept:
-        wr.writerow(row)
-    for c in readouts:
-        wr.writerow(case_row(c))
-    atomic_write_text(index, buf.getvalue())
+    write_merged_csv(out / CASES_INDEX, CASE_COLUMNS, [case_row(c) for c in readouts], key=lambda row: row.get("case"))
     return readouts
 
 

@@ -49,6 +49,28 @@ DEFAULT_COLOR = (0, 158, 115)
 """Okabe-Ito bluish green, the detection colour of :mod:`mitodet.report.viz` too."""
 
 
+def write_merged_csv(path: str | os.PathLike[str], columns: Sequence[str], rows: Sequence[dict], key) -> Path:
+    """Write ``rows`` as a CSV index atomically, after the rows an earlier run left in ``path``
+    whose ``key(row)`` none of ``rows`` has (an index that accumulates across runs, updated
+    by key). An unreadable old index is rebuilt from ``rows``."""
+
+    target = Path(path)
+    mine = {key(r) for r in rows}
+    kept: list[dict] = []
+    if target.is_file():
+        try:
+            with open(target, newline="", encoding="utf-8") as fh:
+                kept = [r for r in csv.DictReader(fh) if key(r) not in mine]
+        except (OSError, UnicodeDecodeError, csv.Error, KeyError):
+            kept = []
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore", restval="")
+    wr.writeheader()
+    for r in [*kept, *rows]:
+        wr.writerow(r)
+    return atomic_write_text(target, buf.getvalue())
+
+
 def _points(points: object) -> np.ndarray:
     return as_points(points, "points")
 

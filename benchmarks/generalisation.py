@@ -159,9 +159,29 @@ def main(argv=None) -> int:
         default=[],
         help="rows.json files of earlier runs to put in the same table (same detector)",
     )
+    ap.add_argument(
+        "--table-only",
+        action="store_true",
+        help="train and measure nothing: write the table of the --merge rows.json files (one A/B table "
+        "of runs measured separately)",
+    )
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     variants = [(c.split("+")[0], c.endswith("+adabn")) for c in args.combine]
+    if args.table_only:
+        rows, seen = [], set()
+        for path in args.merge:  # the first stage once (every file holds the same rows of it)
+            for r in json.loads(path.read_text()):
+                if r["variant"] == "first stage" and r["tested_on"] in seen:
+                    continue
+                seen.add(r["tested_on"]) if r["variant"] == "first stage" else None
+                rows.append(r)
+        first = next((r["threshold"] for r in rows if r["variant"] == "first stage"), float("nan"))
+        args.min_candidate_score = 0.1
+        md = to_markdown(rows, args, first, None)
+        print(md)
+        write_doc(args.out, "Generalisation: second-stage variants on held-out labs (A/B)", md)
+        return 0
 
     import torch
 
@@ -310,7 +330,7 @@ def _ms(values) -> str:
     return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
 
 
-def to_markdown(rows: list[dict], args, first_thr: float, seconds: float) -> str:
+def to_markdown(rows: list[dict], args, first_thr: float, seconds: float | None) -> str:
     lines = [
         f"Command: `{command_line()}`",
         "",
@@ -318,7 +338,7 @@ def to_markdown(rows: list[dict], args, first_thr: float, seconds: float) -> str
         "",
         f"Density for F1: {args.density:g} mitoses per mm2 (see `mitodet.evaluation.wholefield`). "
         f"Matching 8 um, one-to-one. First-stage threshold {first_thr:.3f}. Mean +- sd over seeds "
-        f"{args.seeds} (n = {len(args.seeds)}); total {seconds / 60:.1f} min.",
+        f"{args.seeds} (n = {len(args.seeds)})" + ("." if seconds is None else f"; total {seconds / 60:.1f} min."),
         "",
         "| variant | tested on | crops | mitoses | mm2 | threshold | recall | FP/mm2 | F1@D | best thr there "
         "| best F1@D there |",
@@ -349,7 +369,9 @@ def to_markdown(rows: list[dict], args, first_thr: float, seconds: float) -> str
     lines += [
         "",
         "Each two-stage row names its score combination: `second` = the second stage's probability, "
-        "`geometric` = sqrt(first x second); `AdaBN` = the second stage's BatchNorm statistics re-estimated "
+        "`geometric` = sqrt(first x second), `product` = first x second and `min` = the lower of the two (the "
+        "veto rules: the second stage can only lower a score); `[tag]` = the training variant "
+        "(`configs/experiments/rescorer-<tag>.json`, otherwise `configs/rescorer.json`); `AdaBN` = the second stage's BatchNorm statistics re-estimated "
         "on the candidates of the images it scores (the calibration crops when choosing the threshold, the "
         "tested lab's crops when testing; no labels used). Each variant has its own threshold, chosen on the "
         "calibration crops.",

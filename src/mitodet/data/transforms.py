@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 # Ruifrok & Johnston (2001) H&E-DAB stain vectors, as in scikit-image's ``rgb2hed``.
-_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
-_RGB_FROM_HED = _RGB_FROM_HED / np.linalg.norm(_RGB_FROM_HED, axis=1, keepdims=True)
-_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED)
+RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+RGB_FROM_HED = RGB_FROM_HED / np.linalg.norm(RGB_FROM_HED, axis=1, keepdims=True)
+HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)
 
 
 def resample(image: np.ndarray, points: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -69,11 +69,11 @@ def hed_jitter(image: np.ndarray, rng: np.random.Generator, sigma: float = 0.05,
     """
     rgb = np.maximum(image.astype(np.float32) / 255.0, 1e-6)
     od = -np.log(rgb)
-    hed = od @ _HED_FROM_RGB.astype(np.float32)
+    hed = od @ HED_FROM_RGB.astype(np.float32)
     a = rng.uniform(1 - sigma, 1 + sigma, size=3).astype(np.float32)
     b = rng.uniform(-bias, bias, size=3).astype(np.float32)
     hed = hed * a + b
-    out = np.exp(-(hed @ _RGB_FROM_HED.astype(np.float32)))
+    out = np.exp(-(hed @ RGB_FROM_HED.astype(np.float32)))
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -85,8 +85,8 @@ def stain_matrix_jitter(image: np.ndarray, rng: np.random.Generator, sigma: floa
     *colours*, as a different haematoxylin or eosin batch or scanner colour profile does.
     """
     rgb = np.maximum(image.astype(np.float32) / 255.0, 1e-6)
-    hed = -np.log(rgb) @ _HED_FROM_RGB.astype(np.float32)
-    m = np.abs(_RGB_FROM_HED + rng.normal(0.0, sigma, size=(3, 3)))
+    hed = -np.log(rgb) @ HED_FROM_RGB.astype(np.float32)
+    m = np.abs(RGB_FROM_HED + rng.normal(0.0, sigma, size=(3, 3)))
     m = (m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-6)).astype(np.float32)
     out = np.exp(-(hed @ m))
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -209,12 +209,12 @@ def dark_blobs(image: np.ndarray, mpp: float, k: int, min_area_um2: float = 12.0
     """
     from scipy import ndimage
 
-    from mitodet.data.transforms import _HED_FROM_RGB
+    from mitodet.data.transforms import HED_FROM_RGB
 
     if k <= 0:
         return np.zeros((0, 2))
     od = -np.log(np.maximum(image.astype(np.float32) / 255.0, 1e-3))
-    h = od.reshape(-1, 3) @ _HED_FROM_RGB.astype(np.float32)
+    h = od.reshape(-1, 3) @ HED_FROM_RGB.astype(np.float32)
     h = h[:, 0].reshape(image.shape[:2])
     tissue = image.max(axis=2) > 8  # not the black padding of border crops
     if not tissue.any():

@@ -259,7 +259,9 @@ def _owner(marker: Path) -> str | None:
 
 
 @dataclass(frozen=True)
-class _Options:
+class FileOptions:
+    """What :func:`process_file` needs of a batch's options (from :func:`plan_batch`)."""
+
     mpp: float | None
     threshold: float | None
     field_area_mm2: float
@@ -343,7 +345,7 @@ def process_file(
     path: Path,
     name: str,
     out_dir: Path,
-    opts: _Options,
+    opts: FileOptions,
     settings: dict[str, Any],
     gt_points: dict | None = None,
     gt_file: str | None = None,
@@ -614,7 +616,7 @@ class BatchPlan:
     names: list[str]
     out_dir: Path
     index_path: Path
-    options: _Options
+    options: FileOptions
     settings: dict[str, Any]
     gt_points: Any
     gt_file: str | None
@@ -682,7 +684,7 @@ def plan_batch(
         gt_points = load_points(gt)
         gt_file = str(gt)
         _check_pairing(inputs, gt_points, gt_file)
-    opts = _Options(
+    opts = FileOptions(
         mpp=mpp,
         threshold=threshold,
         field_area_mm2=float(field_area_mm2),
@@ -849,7 +851,7 @@ def detect_files(
             r = failed_result(path, name, exc, t0)
         results.append(r)
         write_index(plan.index_path, results)
-        (say_err if r.status == "failed" else say)(_describe(k, n, r))
+        (say_err if r.status == "failed" else say)(describe_result(k, n, r))
     if bar is not None:
         bar.close()
     return BatchResult(results, plan.out_dir, plan.index_path)
@@ -859,7 +861,8 @@ def _quiet(_msg: str) -> None:
     pass
 
 
-def _describe(k: int, n: int, r: FileResult) -> str:
+def describe_result(k: int, n: int, r: FileResult) -> str:
+    """The console line of result ``k`` of ``n`` (both backends print it)."""
     head = f"[{k}/{n}] {r.path.name}"
     if r.status == "failed":
         return f"{head}: FAILED: {r.error}"
@@ -890,7 +893,9 @@ __all__ = [
     "OUTPUT_SUFFIXES",
     "DEFAULT_RADIUS_UM",
     "FileResult",
+    "FileOptions",
     "BatchResult",
+    "describe_result",
     "collect_inputs",
     "output_names",
     "output_paths",

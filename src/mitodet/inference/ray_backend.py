@@ -45,9 +45,9 @@ import numpy as np
 from mitodet.checks import check_threshold, positive_int
 from mitodet.inference.pipeline import (
     BatchResult,
+    FileOptions,
     FileResult,
-    _describe,
-    _Options,
+    describe_result,
     failed_result,
     plan_batch,
     process_file,
@@ -151,7 +151,7 @@ class _Worker:
         path: str,
         name: str,
         out_dir: str,
-        opts: _Options,
+        opts: FileOptions,
         settings: dict,
         gt_points,
         gt_file: str | None,
@@ -569,7 +569,7 @@ class RayDetectorPool:
             results[i] = r
             n_finished += 1
             write_index(index_path, [x for x in results if x is not None])
-            (say_err if r.status == "failed" else say)(_describe(n_finished, len(inputs), r))
+            (say_err if r.status == "failed" else say)(describe_result(n_finished, len(inputs), r))
             if bar is not None:
                 bar.update(1)
 

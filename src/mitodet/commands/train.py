@@ -73,8 +73,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from mitodet.data.spec import load_spec
-    from mitodet.engine.train import NonFiniteLossError, train, train_config_from_dict
+    from mitodet.engine.train import NonFiniteLossError, TrainConfig, train, train_config_from_dict
 
     doc: dict = {}
     if args.config:
@@ -94,21 +96,11 @@ def run(args: argparse.Namespace) -> int:
                 "see configs/rdlm-cpu-shared.json",
             )
     tdict = dict(doc.get("train", {}))
-    for key in (
-        "preset",
-        "iterations",
-        "batch_size",
-        "lr",
-        "warmup_iters",
-        "val_every",
-        "val_crops",
-        "checkpoint_every",
-        "seed",
-        "threads",
-    ):
-        val = getattr(args, key)
-        if val is not None:
-            tdict[key] = val
+    # every flag named like a TrainConfig field overrides the config file's value
+    for f in fields(TrainConfig):
+        val = getattr(args, f.name, None)
+        if val is not None and not isinstance(val, bool):
+            tdict[f.name] = val
     if args.weights_backbone:
         tdict.setdefault("model_overrides", {})
         tdict["model_overrides"] = {**tdict["model_overrides"], "weights_backbone": args.weights_backbone}

@@ -33,7 +33,7 @@ def run(
     from mitodet.evaluation.metrics import evaluate_images
     from mitodet.inference.predictor import Detector
 
-    det = Detector.load(model, flip_tta=flip_tta, second_stage=second_stage)
+    det = model if isinstance(model, Detector) else Detector.load(model, flip_tta=flip_tta, second_stage=second_stage)
     thr = det.threshold if threshold is None else threshold
     records = read_mitos_atypia14(data / "mitos_atypia14", require_images=True)[:max_frames]
     rows, gts, preds, scores, mpps = [], [], [], [], []

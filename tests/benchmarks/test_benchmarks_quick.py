@@ -148,6 +148,10 @@ def test_generalisation_quick(shared_data, tmp_path):
     assert "First-stage recall among the candidates the second stage sees" in out
     rows = table(out, "| variant | tested on |", min_rows=4, allow_nan=True)  # atnorm has no area
     assert all(0 <= float(r[6].split()[0]) <= 1 for r in rows)  # recall
+    # the whole-tissue A/B reads those runs: the frames and the negative control per seed
+    ab = run_quick("whole_tissue_ab.py", "--runs", f"quick={tmp_path / 'gen' / 'two-stage_without_midog21-aperio-cs2'}")
+    (row,) = table(ab, "| variant | runs |")
+    assert row[0] == "quick" and row[2] == "1"
 
 
 @pytest.mark.parametrize("script, extra, threads, marker", OTHERS, ids=[o[0] for o in OTHERS])

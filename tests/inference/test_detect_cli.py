@@ -119,8 +119,17 @@ def test_summary_contents(batch):
 def test_geojson_is_valid_and_qupath_readable(batch):
     doc = json.loads((batch.out / "good1.geojson").read_text())
     rows = _read_csv(batch.out / "good1.csv")
-    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == len(rows) > 0
-    for f, row in zip(doc["features"], rows):
+    detections = [f for f in doc["features"] if f["properties"]["objectType"] == "detection"]
+    assert doc["type"] == "FeatureCollection" and len(detections) == len(rows) > 0
+    # and the hotspot of the read-out, as a QuPath rectangle annotation
+    (hot,) = [f for f in doc["features"] if f["properties"]["objectType"] == "annotation"]
+    summary = json.loads((batch.out / "good1.summary.json").read_text())
+    x0, y0, x1, y1 = summary["hotspot"]["box_px"]
+    assert hot["geometry"]["type"] == "Polygon" and hot["properties"]["classification"]["name"] == "Hotspot"
+    ring = np.asarray(hot["geometry"]["coordinates"][0])
+    assert np.allclose(ring, [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]])
+    assert hot["properties"]["measurements"]["mitoses"] == summary["hotspot"]["count"]
+    for f, row in zip(detections, rows):
         assert f["type"] == "Feature" and set(f) >= {"type", "geometry", "properties"}
         g = f["geometry"]
         assert g["type"] == "Point" and len(g["coordinates"]) == 2

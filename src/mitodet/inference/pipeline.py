@@ -367,7 +367,7 @@ def process_file(
         write_summary,
     )
     from mitodet.report.readout import summarize
-    from mitodet.report.viz import draw_detections, draw_evaluation, heatmap_overlay, save_image
+    from mitodet.report.viz import draw_box, draw_detections, draw_evaluation, heatmap_overlay, save_image
 
     t0 = time.perf_counter()
     paths = output_paths(out_dir, name)
@@ -426,9 +426,7 @@ def process_file(
         source_info = src.describe()
         full = src.in_memory()
     write_csv(paths["csv"], det.points, det.scores, mpp, first_scores=det.first_scores)
-    write_geojson(paths["geojson"], det.points, det.scores)
     write_midog_json(paths["midog"], det.points, det.scores, mpp)
-    written = [paths[k].name for k in ("csv", "geojson", "midog")]
 
     ev = None
     parts = None
@@ -450,6 +448,25 @@ def process_file(
             ev["gt_file"] = gt_file
             ev["gt_image"] = ps.name
 
+    mask = det.tissue
+    summary_mask = None
+    if mask is not None and not mask.mask.any():
+        notes.append("no tissue found: nothing was analysed (check the overlay; --tissue off analyses everything)")
+    if mask is not None:
+        summary_mask = mask.resized(2048, min_cell_px=SUMMARY_CELL_UM / mpp).mask
+    summary = summarize(
+        det.points, det.scores, mpp, det.image_shape, tissue_mask=summary_mask, field_area_mm2=opts.field_area_mm2
+    )
+    hot = summary.get("hotspot")
+    hot_px = None if not hot else [float(v) / mpp for v in hot["box_um"]]
+    write_geojson(
+        paths["geojson"],
+        det.points,
+        det.scores,
+        hotspot=None if hot_px is None else {"box_px": hot_px, "count": hot["count"], "n_fields": hot["n_fields"]},
+    )
+    written = [paths[k].name for k in ("csv", "geojson", "midog")]
+
     # the overlay is drawn no finer than OVERLAY_MPP (a pathologist sees each figure there,
     # and an HPF's JPEG stays well under 1 MB): a x40 frame is shown at half its resolution
     k = min(1.0, mpp * d[0] / OVERLAY_MPP)
@@ -465,6 +482,10 @@ def process_file(
         overlay = draw_evaluation(thumb, *(_to_thumb(p, d) for p in parts), radius_px=radius, width=width)
     else:
         overlay = draw_detections(thumb, _to_thumb(det.points, d), radius_px=radius, width=width)
+    if hot_px is not None:
+        box = [hot_px[0] / d[0], hot_px[1] / d[1], hot_px[2] / d[0], hot_px[3] / d[1]]
+        tag = "whole image, extrapolated" if hot.get("extrapolated") else f"{hot['n_fields']} HPF"
+        overlay = draw_box(overlay, box, f"hotspot ({tag}): {hot['count']}", width=width)
     if opts.overlay:
         save_image(paths["overlay"], overlay)
         written.append(paths["overlay"].name)
@@ -487,15 +508,6 @@ def process_file(
     if paths["heatmap"].name not in written:
         paths["heatmap"].unlink(missing_ok=True)  # no stale heat-map from an earlier run
 
-    mask = det.tissue
-    summary_mask = None
-    if mask is not None and not mask.mask.any():
-        notes.append("no tissue found: nothing was analysed (check the overlay; --tissue off analyses everything)")
-    if mask is not None:
-        summary_mask = mask.resized(2048, min_cell_px=SUMMARY_CELL_UM / mpp).mask
-    summary = summarize(
-        det.points, det.scores, mpp, det.image_shape, tissue_mask=summary_mask, field_area_mm2=opts.field_area_mm2
-    )
     summary["score_threshold"] = det.threshold
     summary.update(
         {

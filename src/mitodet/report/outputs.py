@@ -45,6 +45,9 @@ import numpy as np
 from mitodet.checks import as_points, atomic_write_bytes, atomic_write_text
 
 DEFAULT_CLASSIFICATION = "Mitotic figure"
+#: QuPath class of the hotspot rectangle mitodet writes beside its detections (not an object:
+#: the readers skip it)
+HOTSPOT_CLASS = "Hotspot"
 DEFAULT_COLOR = (0, 158, 115)
 """Okabe-Ito bluish green, the detection colour of :mod:`mitodet.report.viz` too."""
 
@@ -140,10 +143,12 @@ def geojson_features(
     classification: str = DEFAULT_CLASSIFICATION,
     color: Sequence[int] = DEFAULT_COLOR,
     measurement_name: str = "score",
+    hotspot: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The QuPath GeoJSON ``FeatureCollection`` of point detections, as a dict.
 
-    See :func:`write_geojson` for the structure.
+    See :func:`write_geojson` for the structure; ``hotspot`` (``{"box_px": [x0, y0, x1, y1],
+    "count": n}``) adds the hotspot as a rectangle annotation (class ``Hotspot``).
     """
     pts = _points(points_px)
     sc = _scores(scores, len(pts))
@@ -164,6 +169,21 @@ def geojson_features(
                 "properties": props,
             }
         )
+    if hotspot is not None:
+        x0, y0, x1, y1 = (float(v) for v in hotspot["box_px"])
+        feats.append(
+            {
+                "type": "Feature",
+                "id": str(uuid.uuid4()),
+                "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]},
+                "properties": {
+                    "objectType": "annotation",
+                    "name": f"Hotspot ({hotspot.get('n_fields', 10)} HPF): {hotspot.get('count')} mitoses",
+                    "classification": {"name": HOTSPOT_CLASS, "color": [0, 114, 178]},
+                    "measurements": {"mitoses": hotspot.get("count")},
+                },
+            }
+        )
     return {"type": "FeatureCollection", "features": feats}
 
 
@@ -175,6 +195,7 @@ def write_geojson(
     classification: str = DEFAULT_CLASSIFICATION,
     color: Sequence[int] = DEFAULT_COLOR,
     measurement_name: str = "score",
+    hotspot: dict[str, Any] | None = None,
 ) -> Path:
     """Write detections as QuPath-importable GeoJSON (File > Import objects, or drag and drop).
 
@@ -194,9 +215,16 @@ def write_geojson(
         classification: QuPath class name.
         color: class colour as (r, g, b) in 0-255.
         measurement_name: name of the score measurement in QuPath's measurement table.
+        hotspot: the read-out's hotspot (``box_px``, ``count``): also written, as a rectangle
+            annotation of class ``Hotspot``.
     """
     fc = geojson_features(
-        points_px, scores, classification=classification, color=color, measurement_name=measurement_name
+        points_px,
+        scores,
+        classification=classification,
+        color=color,
+        measurement_name=measurement_name,
+        hotspot=hotspot,
     )
     return atomic_write_text(path, json.dumps(fc, allow_nan=False) + "\n")
 

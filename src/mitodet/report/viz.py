@@ -127,6 +127,28 @@ def draw_detections(
     return np.asarray(pil, dtype=np.uint8).copy()
 
 
+HOTSPOT_COLOR = (0, 114, 178)  # Okabe-Ito blue
+
+
+def draw_box(
+    image: np.ndarray, box_xyxy: Sequence[float], label: str = "", color: Sequence[int] = HOTSPOT_COLOR, width: int = 2
+) -> np.ndarray:
+    """A rectangle (x0, y0, x1, y1 in pixels) with an optional label above its top-left corner,
+    on a copy of ``image`` (the hotspot on the overlay)."""
+    pil = Image.fromarray(to_rgb_uint8(image))
+    draw = ImageDraw.Draw(pil)
+    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
+    col = tuple(int(c) for c in color)
+    draw.rectangle([x0, y0, x1, y1], outline=col, width=max(1, int(width)))
+    if label:
+        font = ImageFont.load_default()
+        ty = y0 - 14 if y0 >= 14 else y0 + 2
+        tw = draw.textlength(label, font=font)
+        draw.rectangle([x0, ty, x0 + tw + 4, ty + 12], fill=(255, 255, 255))
+        draw.text((x0 + 2, ty), label, fill=col, font=font)
+    return np.asarray(pil, dtype=np.uint8).copy()
+
+
 def _legend(pil: Image.Image, entries: list[tuple[str, str, Color]], width: int) -> None:
     draw = ImageDraw.Draw(pil)
     font = ImageFont.load_default()

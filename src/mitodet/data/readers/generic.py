@@ -425,6 +425,7 @@ def read_qupath_geojson(
       ``Hard negative``, ``Imposter``, ``look-alike``) -> 0 (hard negative);
     - otherwise names containing ``mitosis``/``mitotic`` (``Mitosis``, ``Mitotic figure``,
       ``Atypical mitosis``) -> 1;
+    - the class ``Hotspot`` (the rectangle ``mitodet detect`` adds) is skipped;
     - unclassified objects -> 1: a point placed without a class in a mitosis-annotation
       project is a mitosis (pass ``label_map`` to change other classes);
     - any other class -> error naming the class and the ``label_map`` fix.
@@ -476,6 +477,8 @@ def read_qupath_geojson(
             raise format_error(path, None, f"{where} is not an object", "Fix the feature")
         properties = feature.get("properties") or {}
         name = _class_name(properties)
+        if name is not None and name.strip().lower() == "hotspot":
+            continue  # the hotspot rectangle mitodet writes beside its detections: not an object
         label = _class_label(name, label_map)
         if label is None:
             raise format_error(

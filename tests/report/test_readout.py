@@ -112,8 +112,10 @@ def test_hotspot_must_lie_mostly_on_tissue():
     hot = find_hotspot(pts, mask, 10.0)
     assert hot.count == 10 and hot.tissue_fraction >= 0.5
     assert hot.box_um[0] <= 750.0 and hot.box_um[2] > 850.0
-    # without the tissue rule the dense cluster would win
-    assert find_hotspot(pts, mask, 10.0, min_tissue_fraction=0.0).count == 30
+    # the fixed-window rule without its tissue fraction lets the dense cluster on glass win
+    assert find_hotspot(pts, mask, 10.0, min_tissue_fraction=0.0, mode="window").count == 30
+    # the tissue rule never counts mitoses on glass, whatever the window
+    assert find_hotspot(pts, mask, 10.0).count == 10
 
 
 def test_small_image_hotspot_is_whole_image_and_extrapolated():
@@ -192,3 +194,50 @@ def test_summarize_bad_inputs():
         summarize(np.zeros((0, 2)), None, 0.0, (100, 100))
     with pytest.raises(ValueError, match="image_shape"):
         summarize(np.zeros((0, 2)), None, 0.25, (100,))
+
+
+@pytest.mark.data
+def test_the_same_tissue_gives_the_same_hotspot_wherever_it_lies(shared_data):
+    """Real mitosis positions (the six of MITOS-ATYPIA-14 frame A03_03Ab, 1539 x 1376 px at
+    0.2455 um/px) tiled into tissue of more than 10 HPF, then placed at several positions in
+    canvases of several sizes with glass around, and as a thin core (one frame high): the
+    hotspot's count and the score do not change with the glass around the tissue. (Placements
+    on the 64-px mask grid, so that the grid cuts the tissue the same way each time.)"""
+    from mitodet.data.readers import read_mitos_atypia14
+
+    rec = next(r for r in read_mitos_atypia14(shared_data / "mitos_atypia14") if r.image.stem == "A03_03Ab")
+    mpp, (fw, fh), cell = rec.mpp, (1539, 1376), 64
+
+    def place(cols, rows, x0, y0, canvas_w, canvas_h):
+        x0, y0 = x0 // cell * cell, y0 // cell * cell
+        canvas_w, canvas_h = -(-canvas_w // cell) * cell, -(-canvas_h // cell) * cell
+        tiles = [(x0 + c * fw, y0 + r * fh) for r in range(rows) for c in range(cols)]
+        pts = np.concatenate([rec.mitoses + (tx, ty) for tx, ty in tiles])
+        mask = np.zeros((canvas_h // cell, canvas_w // cell), bool)
+        mask[y0 // cell : (y0 + rows * fh) // cell, x0 // cell : (x0 + cols * fw) // cell] = True
+        s = summarize(pts, None, mpp, (canvas_h, canvas_w), tissue_mask=mask)
+        return s["hotspot"]["count_per_10hpf"], s["nottingham"]["score"], s["hotspot"]["extrapolated"]
+
+    def same(results, tol):  # one score, and the per-10-HPF count within tol
+        per10 = [r[0] for r in results]
+        return max(per10) <= (1 + tol) * min(per10) and len({r[1:] for r in results}) == 1 and not results[0][2]
+
+    block = [place(5, 4, 0, 0, 5 * fw, 4 * fh)]  # 20 frames: 2.56 mm2 of tissue, just over 10 HPF
+    for x0, y0, k in [(3000, 2000, 2), (0, 9000, 3), (17000, 500, 4)]:
+        block.append(place(5, 4, x0, y0, 5 * fw * k, 4 * fh * k))
+    assert same(block, 0.05), block  # (the mask grid and the growth step)
+    core = [place(24, 1, 0, 0, 24 * fw, fh)]  # a thin core: 24 frames in a row, 0.34 mm wide
+    for x0, y0, k in [(5000, 8000, 2), (100, 30000, 3)]:
+        core.append(place(24, 1, x0, y0, 24 * fw + x0 + 3000, fh * k * 10))
+    # on a core the window may also take part of its width (the densest band of these tiled
+    # frames), so counts agree within the growth step's 25 %, not to the mitosis
+    assert same(core, 0.25), core
+    # near the frame's own density (6 mitoses in 0.128 mm2 = 111 per 10 HPF) in every case;
+    # the fixed window of the earlier rule reads the same core inside glass as 30 per 10 HPF
+    assert all(90 < r[0] < 130 for r in block + core), (block, core)
+    x0, y0, cw, ch = 4992, 8000, 24 * fw + 8000 // cell * cell + 64, fh * 20 // cell * cell + 64
+    pts = np.concatenate([rec.mitoses + (x0 + c * fw, y0) for c in range(24)])
+    mask = np.zeros((ch // cell, cw // cell), bool)
+    mask[y0 // cell : (y0 + fh) // cell, x0 // cell : (x0 + 24 * fw) // cell] = True
+    old = find_hotspot(pts * mpp, mask, cell * mpp, mode="window")
+    assert old.count_per_10hpf < 0.5 * core[1][0]  # the diluted reading this rule replaces

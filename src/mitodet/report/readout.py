@@ -310,6 +310,20 @@ def _window_sums(a: np.ndarray, wh: int, ww: int) -> np.ndarray:
     return s[wh:, ww:] - s[:-wh, ww:] - s[wh:, :-ww] + s[:-wh, :-ww]
 
 
+def _rect_sums(integral: np.ndarray, r0: np.ndarray, c0: np.ndarray, wh: int, ww: int) -> np.ndarray:
+    return integral[r0 + wh, c0 + ww] - integral[r0, c0 + ww] - integral[r0 + wh, c0] + integral[r0, c0]
+
+
+def _integral(a: np.ndarray) -> np.ndarray:
+    s = np.zeros((a.shape[0] + 1, a.shape[1] + 1), dtype=np.int64)
+    s[1:, 1:] = np.cumsum(np.cumsum(a, axis=0, dtype=np.int64), axis=1)
+    return s
+
+
+HOTSPOT_GROWTH = 1.25
+"""Area ratio between successive window sizes of the tissue-holding hotspot search."""
+
+
 def find_hotspot(
     points_um: np.ndarray,
     tissue_mask: np.ndarray,
@@ -318,28 +332,44 @@ def find_hotspot(
     n_fields: int = 10,
     aspect: tuple[float, float] = (4, 3),
     min_tissue_fraction: float = 0.5,
+    mode: str = "tissue",
 ) -> Hotspot:
-    """The window of ``n_fields`` HPF with the most mitoses over the tissue.
+    """The region of ``n_fields`` HPF with the most mitoses.
 
-    The search is exhaustive at the mask's resolution: every placement of the window on the
-    mask grid is scored with integral images of the per-cell mitosis counts and tissue.
+    ``mode="tissue"`` (the default, the read-out's): the region holds ``n_fields`` HPF **of
+    tissue**. Around every cell of the mask, a window of the given aspect grows (by
+    :data:`HOTSPOT_GROWTH` in area per step, from the size of ``n_fields`` HPF, clipped to the
+    image) until it holds that much tissue; its mitoses on tissue are counted and scaled to
+    exactly ``n_fields`` HPF of its tissue. The hotspot is the window with the highest such
+    count (ties: the smaller window, then the first). So glass neither
+    dilutes nor pads the count: the same tissue gives the same count as a frame, in a mosaic
+    or inside a slide (up to the mask grid and the growth step), and a thin core is followed
+    along its length. ``count`` is the window's own count, ``area_mm2`` its tissue area,
+    ``count_per_10hpf`` the count scaled to exactly ``n_fields`` HPF of tissue (what the
+    score is read from).
+
+    ``mode="window"``: the earlier rule, a fixed window of ``n_fields`` HPF of area with at
+    least ``min_tissue_fraction`` of tissue, counting every mitosis in it.
+
+    Both search exhaustively at the mask's resolution with integral images. When the image
+    holds less than ``n_fields`` HPF (tissue mode: of tissue; window mode: of area), the
+    hotspot is the whole image and ``extrapolated`` is set.
 
     Args:
         points_um: ``(N, 2)`` mitosis centres as (x, y) in micrometres from the top-left
             corner of the image.
         tissue_mask: ``(h, w)`` boolean tissue mask covering the whole image (a thumbnail:
-            the search costs ``O(h * w)``, so keep it to a few thousand cells a side).
+            the search costs ``O(h * w)`` per window size, so keep it to a few thousand cells).
         mask_mpp: micrometres per mask cell, a number or an (x, y) pair.
         field_area_mm2: area of one HPF in mm^2.
         n_fields: number of HPF in the window.
         aspect: (width, height) ratio of the window; when only the transposed window fits
             the image, the transposed one is used.
-        min_tissue_fraction: a window is eligible when at least this fraction of it is
-            tissue. If no window qualifies (scattered tissue), the windows with the most
-            tissue are the candidates.
+        min_tissue_fraction: window mode only (see above).
+        mode: ``"tissue"`` or ``"window"``.
 
     Returns:
-        The hotspot; ``extrapolated`` is set when the image is smaller than the window.
+        The hotspot.
 
     Raises:
         ValueError: on an empty tissue mask, bad sizes, or points outside the mask.
@@ -352,6 +382,8 @@ def find_hotspot(
     ax, ay = _pair("aspect", aspect)
     if not 0.0 <= float(min_tissue_fraction) <= 1.0:
         raise ValueError(f"min_tissue_fraction must lie in [0, 1], got {min_tissue_fraction!r}")
+    if mode not in ("tissue", "window"):
+        raise ValueError(f"mode must be 'tissue' or 'window', got {mode!r}")
     mask = np.asarray(tissue_mask).astype(bool)
     if mask.ndim != 2 or mask.size == 0:
         raise ValueError(f"tissue_mask must be a non-empty 2-D (h, w) array, got shape {mask.shape}")
@@ -375,9 +407,7 @@ def find_hotspot(
         if tw <= w and th <= h:
             ww, wh = tw, th
 
-    if ww > w or wh > h:
-        tissue_mm2 = float(mask.sum()) * mx * my / 1e6
-        n = int(len(pts))
+    def whole_image(n: int, tissue_mm2: float) -> Hotspot:
         return Hotspot(
             box_um=(0.0, 0.0, w * mx, h * my),
             count=n,
@@ -389,6 +419,18 @@ def find_hotspot(
             field_area_mm2=fa,
         )
 
+    if mode == "tissue":
+        # n_fields HPF of tissue, as the window of that area rounds to the mask grid
+        target_cells = target_um2 / (mx * my)
+        if ww <= w and wh <= h:
+            target_cells = min(target_cells, float(ww * wh))
+        on_tissue = np.where(mask, counts, 0)
+        if mask.sum() < target_cells - 1e-9:
+            return whole_image(int(on_tissue.sum()), float(mask.sum()) * mx * my / 1e6)
+        return _tissue_hotspot(on_tissue, mask, ww, wh, target_cells, mx, my, n_fields, fa)
+
+    if ww > w or wh > h:
+        return whole_image(int(len(pts)), float(mask.sum()) * mx * my / 1e6)
     win_counts = _window_sums(counts, wh, ww)
     win_frac = _window_sums(mask.astype(np.int64), wh, ww) / float(ww * wh)
     eligible = win_frac >= float(min_tissue_fraction) - 1e-12
@@ -407,6 +449,60 @@ def find_hotspot(
         area_mm2=area_mm2,
         count_per_10hpf=count * target_mm2 / area_mm2,
         tissue_fraction=float(win_frac[r0, c0]),
+        extrapolated=False,
+        n_fields=n_fields,
+        field_area_mm2=fa,
+    )
+
+
+def _tissue_hotspot(
+    counts: np.ndarray,
+    mask: np.ndarray,
+    ww0: int,
+    wh0: int,
+    target_cells: float,
+    mx: float,
+    my: float,
+    n_fields: int,
+    fa: float,
+) -> Hotspot:
+    """The tissue-mode search of :func:`find_hotspot` (windows growing around each centre)."""
+    h, w = mask.shape
+    ic, it = _integral(counts), _integral(mask.astype(np.int64))
+    done = np.zeros((h, w), dtype=bool)
+    best_key, best = None, None
+    scale = 1.0
+    while True:
+        ww, wh = min(w, max(1, round(ww0 * scale))), min(h, max(1, round(wh0 * scale)))
+        # every placement of this window; its centre cell indexes the "done" grid
+        r0 = np.arange(h - wh + 1)[:, None]
+        c0 = np.arange(w - ww + 1)[None, :]
+        tissue = _rect_sums(it, r0, c0, wh, ww)
+        rc, cc = r0 + wh // 2, c0 + ww // 2
+        new = (tissue >= target_cells - 1e-9) & ~done[rc, cc]
+        if new.any():
+            done[rc[:, :1].ravel()[:, None], cc[:1, :].ravel()[None, :]] |= new
+            n = _rect_sums(ic, r0, c0, wh, ww)
+            cand = np.flatnonzero(new.ravel())
+            # mitoses per n_fields HPF of the window's tissue (it holds 1-1.25 x that much tissue)
+            dens = n.ravel()[cand] * target_cells / tissue.ravel()[cand]
+            j = int(np.argmax(dens))  # the first of the densest at this size
+            k = cand[j]
+            key = (-round(float(dens[j]), 9), ww * wh)
+            if best_key is None or key < best_key:  # denser, or as dense in a smaller window
+                rr, ccol = divmod(int(k), new.shape[1])
+                best_key, best = key, (rr, ccol, ww, wh, int(n.ravel()[k]), int(tissue.ravel()[k]))
+        if (ww == w and wh == h) or done.all():
+            break
+        scale *= math.sqrt(HOTSPOT_GROWTH)
+    rr, ccol, ww, wh, count, tissue_cells = best
+    tissue_mm2 = tissue_cells * mx * my / 1e6
+    return Hotspot(
+        box_um=(ccol * mx, rr * my, (ccol + ww) * mx, (rr + wh) * my),
+        count=count,
+        area_mm2=tissue_mm2,
+        count_per_10hpf=count * n_fields * fa / tissue_mm2,
+        tissue_fraction=tissue_cells / float(ww * wh),
         extrapolated=False,
         n_fields=n_fields,
         field_area_mm2=fa,

@@ -27,7 +27,10 @@ pair up by name. Formats recognised by :func:`load_points`:
   is a mitotic figure when it has no ``name`` or the name ``"mitotic figure"``; a missing
   ``probability`` counts as 0.5 (MIDOG's default) when other points have one.
 * **MIDOG evaluation ground truth**: a JSON object ``{"001.tiff": [[x_mm, y_mm, z], ...]}``.
-* a **folder** of such CSV / JSON files (not recursive), merged.
+* **GeoJSON** (``.geojson``, or a ``.json`` FeatureCollection): ``mitodet detect``'s
+  ``NAME.geojson`` or points exported from QuPath after review; the class gives the label.
+* a **folder** of such CSV / JSON / GeoJSON files (not recursive), merged; a ``mitodet
+  detect`` output folder (it holds ``*.summary.json``) is read through its ``NAME.csv`` files.
 
 Points in millimetres are converted to pixels later, once the image's mpp is known
 (:meth:`PointSet.to_pixels`).

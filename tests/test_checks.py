@@ -77,3 +77,25 @@ def test_state_digest_is_bitwise():
         b.bias[0] += 1e-7
     assert state_digest(a) != state_digest(b)
     assert state_digest(a, extra=b"x") != state_digest(a)
+
+
+def test_device_refused_where_there_is_none(capsys, tiny_model_dir):
+    import torch
+
+    from mitodet.checks import check_device
+    from mitodet.cli import main
+
+    assert check_device(None) == "cpu" and check_device("CPU") == "cpu"
+    with pytest.raises(ValueError, match="'cpu', 'cuda' or 'cuda:N'"):
+        check_device("gpu")
+    if torch.cuda.is_available():  # a machine with a GPU: the model runs there
+        from mitodet.inference.predictor import Detector
+
+        det = Detector.load(tiny_model_dir, device="cuda")
+        out = det.detect_array(np.zeros((128, 128, 3), np.uint8), mpp=0.5)
+        assert out.points.shape[1] == 2
+        return
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        check_device("cuda")
+    assert main(["detect", "x.png", "--device", "cuda", "--model", "no-such-model"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err  # refused before the model (or the input) was looked at

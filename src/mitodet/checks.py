@@ -57,6 +57,27 @@ def check_mpp(value: Any, name: str = "mpp") -> float:
     return m
 
 
+def check_device(value: Any, name: str = "device") -> str:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``, refused when that device is not here (before any
+    model is loaded): the message says what this machine has."""
+    import torch
+
+    dev = str(value or "cpu").strip().lower()
+    if dev == "cpu":
+        return dev
+    if dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit()):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(
+                f"{name} {value!r}: this machine has no CUDA GPU that torch can use; run on the CPU "
+                "(the default) or on a machine with one"
+            )
+        if ":" in dev and int(dev[5:]) >= n:
+            raise ValueError(f"{name} {value!r}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+        return dev
+    raise ValueError(f"{name} must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+
+
 def positive_int(value: Any, name: str) -> int:
     """``value`` as an int >= 1 (an integral float is accepted; a bool is not)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer)) or int(value) != value or value < 1:

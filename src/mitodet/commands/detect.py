@@ -111,6 +111,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recursive", action="store_true", help="also look into sub-folders of folder inputs")
     p.add_argument("--overwrite", action="store_true", help="process every input again, even if already done")
     p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda or cuda:N: where the network runs (refused at once where there is no such GPU)",
+    )
+    p.add_argument(
         "--case-by",
         choices=("folder", "file", "all"),
         default="folder",
@@ -204,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from mitodet.checks import check_mpp, check_threshold, positive_int
+    from mitodet.checks import check_device, check_mpp, check_threshold, positive_int
     from mitodet.data.records import DataFormatError
     from mitodet.inference.pipeline import detect_files
     from mitodet.inference.predictor import Detector
@@ -214,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
             check_mpp(args.mpp, "--mpp")
         check_threshold(args.threshold, "--threshold")
         positive_int(args.batch_size, "--batch-size")
+        check_device(args.device, "--device")  # before the model loads
         for flag, value in (("--ray-workers", args.ray_workers), ("--threads", args.threads)):
             if value is not None:
                 positive_int(value, flag)
@@ -243,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             flip_tta=args.flip_tta,
             backend="onnx" if args.onnx else "torch",
+            device=args.device,
         )
     except (FileNotFoundError, ValueError, ImportError) as exc:
         return _fail(str(exc))

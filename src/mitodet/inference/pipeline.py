@@ -722,6 +722,7 @@ def plan_batch(
         "overlap_px": detector.overlap_px,
         "flip_tta": detector.flip_tta,
         "backend": getattr(detector, "backend", "torch"),
+        "device": getattr(detector, "device", "cpu"),
         "gt": None if gt is None else _file_identity(Path(gt)),
     }
     return BatchPlan(detector, inputs, names, out, out / INDEX_NAME, opts, settings, gt_points, gt_file)

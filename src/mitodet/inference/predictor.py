@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from mitodet.checks import check_mpp, check_threshold, positive_int
+from mitodet.checks import check_device, check_mpp, check_threshold, positive_int
 from mitodet.data import transforms as T
 from mitodet.data.sampler import boxes_to_points
 from mitodet.inference.tiling import Tile, make_tiles, merge_tile_detections
@@ -117,6 +117,8 @@ class Detector:
             every candidate on a native-resolution patch; its config's ``threshold`` is then
             the operating threshold (``threshold`` overrides it). :meth:`load` adds the one
             stored in the model folder unless ``second_stage=False``.
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``: where both stages run; a
+            device this machine lacks is refused here, before any work.
         backend: ``"torch"`` (default) or ``"onnx"``: the encoder and neck run in ONNX Runtime
             (the ``onnx`` extra), the heads in torch; 1.25x faster per HPF in
             ``benchmarks/speed.py``, outputs within 1e-5 of torch's (``tests/inference/test_fastpath.py``).
@@ -133,9 +135,16 @@ class Detector:
         model_dir: str | Path | None = None,
         backend: str = "torch",
         rescorer=None,
+        device: str = "cpu",
     ) -> None:
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        self.device = check_device(device)
+        if self.device != "cpu":
+            if backend == "onnx":
+                raise ValueError("the ONNX backend runs on the CPU; use backend 'torch' with a CUDA device")
+            model = model.to(self.device)
+            rescorer = None if rescorer is None else rescorer.to(self.device)
         keep_freed_memory()  # glibc reuses freed tensors: 1.56x per HPF in benchmarks/speed.py (mitodet.runtime)
         self.torch_model = model.eval()  # the GLB heat-map needs the torch neck
         self.backend = backend
@@ -168,7 +177,8 @@ class Detector:
         Args:
             model: ``"default"`` or a model folder.
             second_stage: run the folder's second stage (``rescorer/``) when it has one.
-            **kwargs: go to :class:`Detector` (``threshold``, ``tile_px``, ``batch_size``...).
+            **kwargs: go to :class:`Detector` (``threshold``, ``tile_px``, ``batch_size``,
+                ``device``...).
         """
         from mitodet.models.io import load_detector
         from mitodet.models.rescorer import has_rescorer, load_rescorer
@@ -194,11 +204,13 @@ class Detector:
         Returns, per image, (points (N, 2) x, y in that image's pixels, scores (N,)).
         """
         # torch.tensor copies, so read-only arrays (e.g. from Pillow) are fine
-        tensors = [torch.tensor(np.ascontiguousarray(im)).permute(2, 0, 1).float().div_(255.0) for im in images]
-        outs = self.model(tensors)
+        tensors = [
+            torch.tensor(np.ascontiguousarray(im)).permute(2, 0, 1).to(self.device).float().div_(255.0) for im in images
+        ]
+        outs = [{k: v.cpu() for k, v in o.items()} for o in self.model(tensors)]
         res = [(boxes_to_points(o["boxes"].numpy()), o["scores"].numpy().astype(np.float64)) for o in outs]
         if self.flip_tta:
-            flipped = self.model([t.flip(-1) for t in tensors])
+            flipped = [{k: v.cpu() for k, v in o.items()} for o in self.model([t.flip(-1) for t in tensors])]
             res = [
                 _merge_flip(r, o, im.shape[1], self.config.box_size_px / 2) for r, o, im in zip(res, flipped, images)
             ]
@@ -468,8 +480,8 @@ class Detector:
                 f"(more than {max_working_px} px at the working resolution)"
             )
         work, _ = T.resample(image, np.zeros((0, 2)), s)
-        tensor = torch.tensor(np.ascontiguousarray(work)).permute(2, 0, 1).float().div_(255.0)
-        act = self.torch_model.glb_activation(tensor, layer=layer).numpy().astype(np.float64)
+        tensor = torch.tensor(np.ascontiguousarray(work)).permute(2, 0, 1).to(self.device).float().div_(255.0)
+        act = self.torch_model.glb_activation(tensor, layer=layer).cpu().numpy().astype(np.float64)
         # the network pads the image to a multiple of size_divisible: cut the padding off
         div = int(getattr(self.model.transform, "size_divisible", 1) or 1)
         h, w = work.shape[:2]

@@ -117,8 +117,9 @@ class Rescorer(nn.Module):
         self.eval()
         out = []
         for i in range(0, len(patches), batch_size):
-            t = torch.from_numpy(np.ascontiguousarray(patches[i : i + batch_size])).permute(0, 3, 1, 2).float() / 255.0
-            out.append(torch.sigmoid(self(t) / float(self.config.temperature)).double().numpy())
+            t = torch.from_numpy(np.ascontiguousarray(patches[i : i + batch_size])).permute(0, 3, 1, 2)
+            t = t.to(self.mean.device).float() / 255.0
+            out.append(torch.sigmoid(self(t) / float(self.config.temperature)).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
 

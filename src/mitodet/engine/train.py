@@ -46,6 +46,9 @@ class TrainConfig:
 
     preset: str = "rdlm"
     model_overrides: dict = field(default_factory=dict)
+    #: fine-tuning: a model folder (``"default"``: the bundled one) whose config and weights
+    #: the detector starts from, instead of ``preset`` with ImageNet / random initialisation
+    init_from: str = ""
     iterations: int = 20000
     batch_size: int = 2
     lr: float = 1e-3
@@ -102,7 +105,14 @@ def _as_tuple(value: Any, what: str) -> tuple:
 def resolve_model_config(cfg: TrainConfig) -> ModelConfig:
     from mitodet.models.presets import get_preset
 
-    base = to_dict(get_preset(cfg.preset))
+    if cfg.init_from:
+        from mitodet.inference.predictor import resolve_model_dir
+        from mitodet.models.io import read_model_config
+
+        base = to_dict(read_model_config(resolve_model_dir(cfg.init_from))[0])
+        base["weights_backbone"] = None  # the folder's weights replace any backbone initialisation
+    else:
+        base = to_dict(get_preset(cfg.preset))
     base.update(cfg.model_overrides)
     return model_config_from_dict(base)
 
@@ -375,6 +385,13 @@ def _train(
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = build_detector(model_cfg)
+    if cfg.init_from:  # fine-tuning: every weight from the folder (a checkpoint, when resuming, replaces them)
+        from safetensors.torch import load_file
+
+        from mitodet.inference.predictor import resolve_model_dir
+        from mitodet.models.io import WEIGHTS_NAME
+
+        model.load_state_dict(load_file(str(resolve_model_dir(cfg.init_from) / WEIGHTS_NAME)), strict=True)
     if sync_bn:
         if not D.has_running_stats(model):
             raise ValueError(

@@ -62,23 +62,40 @@ def main(argv=None) -> int:
             print(f"error: no seed*/model under {folder}", file=sys.stderr)
             return 2
         per = []
-        rows_json = json.loads((Path(folder).parent / "rows.json").read_text())
+        rows_file = Path(folder).parent / "rows.json"
+        if not rows_file.is_file():
+            print(f"error: {rows_file} not found: give a run folder of benchmarks/generalisation.py", file=sys.stderr)
+            return 2
+        rows_json = json.loads(rows_file.read_text())
         for m in models:
             seed = int(m.parent.name[len("seed") :])
             # the threshold generalisation.py chose for this combination on this run's calibration crops
             thr = next(
-                r["threshold"]
-                for r in rows_json
-                if r.get("seed") == seed
-                and r["variant"].endswith(f"({args.combine})")
-                and re.sub(r"[^\w.-]+", "_", r["variant"][: -len(f" ({args.combine})")]).strip("_") == Path(folder).name
+                (
+                    r["threshold"]
+                    for r in rows_json
+                    if r.get("seed") == seed
+                    and r["variant"].endswith(f"({args.combine})")
+                    and re.sub(r"[^\w.-]+", "_", r["variant"][: -len(f" ({args.combine})")]).strip("_")
+                    == Path(folder).name
+                ),
+                None,
             )
+            if thr is None:
+                print(
+                    f"error: {rows_file} has no {args.combine!r} row of {Path(folder).name} seed {seed}",
+                    file=sys.stderr,
+                )
+                return 2
             det = Detector.load(m)
             det.rescorer.config = det.rescorer.config.replace(combine=args.combine, threshold=thr)
             det.threshold = thr
             fr = run_frames(det, data, None, False, max_frames=1 if args.quick else None)
             found = det.detect_path(SAMPLE)
-            area = found.tissue.area_mm2(found.mpp)
+            area = found.tissue.area_mm2(found.mpp) if found.tissue is not None else 0.0
+            if not area > 0:
+                print(f"error: no tissue found in {SAMPLE}", file=sys.stderr)
+                return 2
             per.append(
                 {
                     "thr": fr["threshold"],

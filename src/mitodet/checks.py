@@ -80,7 +80,8 @@ def check_device(value: Any, name: str = "device") -> str:
 
 def positive_int(value: Any, name: str) -> int:
     """``value`` as an int >= 1 (an integral float is accepted; a bool is not)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer)) or int(value) != value or value < 1:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer))
+    if not ok or not math.isfinite(value) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -105,10 +106,18 @@ def as_points(points: object, name: str = "points") -> np.ndarray:
     return pts
 
 
-def _file_mode() -> int:
+def _read_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+#: read once (os.umask can only be read by setting it, which is not thread-safe)
+_UMASK = _read_umask()
+
+
+def _file_mode() -> int:
+    return 0o666 & ~_UMASK
 
 
 @contextlib.contextmanager

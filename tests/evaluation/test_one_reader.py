@@ -218,3 +218,21 @@ def test_detect_gt_that_pairs_with_nothing_or_twice_is_an_error(tmp_path, tiny_m
             mpp=0.25,
             gt=gt,
         )
+
+
+def test_a_header_only_csv_is_an_image_without_mitoses(tmp_path, capsys):
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "gt" / "a.csv").write_text("x,y\n10,10\n")
+    (tmp_path / "gt" / "b.csv").write_text("x,y\n")  # annotated, no mitosis
+    (tmp_path / "pred" / "a.csv").write_text("x,y,score\n10,10,0.9\n")
+    (tmp_path / "pred" / "b.csv").write_text("x,y,score\n50,50,0.9\n80,80,0.8\n")
+    assert load_points(tmp_path / "gt" / "b.csv")["b"].points.shape == (0, 2)
+    assert (
+        cli_main(
+            ["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--mpp", "0.25", "--json"]
+        )
+        == 0
+    )
+    res = json.loads(capsys.readouterr().out)
+    assert (res["tp"], res["fp"], res["fn"]) == (1, 2, 0)  # b's detections are false positives

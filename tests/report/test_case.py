@@ -70,3 +70,30 @@ def test_write_cases_groups_by_folder_and_merges_the_cohort(tmp_path):
     with open(tmp_path / "cases.csv", newline="") as fh:
         rows = {r["case"]: r for r in csv.DictReader(fh)}
     assert set(rows) == {"a", "b", "c"} and rows["b"]["failed"] == "1" and rows["a"]["mitotic_score"] != ""
+
+
+def test_cases_are_rebuilt_from_every_run_and_never_merged_by_name(tmp_path):
+    class R:
+        def __init__(self, path, summary, status="done"):
+            self.path, self.summary, self.status = Path(path), summary, status
+
+    hpf = DIGITAL_HPF_AREA_MM2
+    a1, a2 = tmp_path / "pA" / "hpf" / "1.png", tmp_path / "pA" / "hpf" / "2.png"
+    b1 = tmp_path / "pB" / "hpf" / "1.png"
+
+    def done(path, count):  # what detect leaves in the output folder for a finished image
+        s = {**_summary(count, 6 * hpf, image=str(path)), "image_path": str(path), "status": "complete"}
+        (tmp_path / f"{path.parent.parent.name}-{path.stem}.summary.json").write_text(json.dumps(s))
+        return R(path, s)
+
+    write_cases([done(a1, 4)], tmp_path)
+    cases = {c.case: c for c in write_cases([done(a2, 6), done(b1, 1)], tmp_path)}
+    # patient A's folder holds both of its runs' images; patient B's "hpf" is another case
+    assert sorted(cases) == ["hpf", "hpf-2"]
+    counts = sorted(c.count for c in cases.values())
+    assert counts == [1, 10] and sorted(len(c.images) for c in cases.values()) == [1, 2]
+
+
+def test_a_field_area_outside_the_table_withholds_the_score():
+    c = case_readout("c", [_summary(30, 5.0)], field_area_mm2=0.5)
+    assert c.score is None and c.score_status == "withheld" and "Nottingham table" in c.reason

@@ -228,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:  # before the model loads: a typo answers at once
         return _fail(f"no such file or folder: {', '.join(map(str, missing))}; check the path(s)")
+    if args.backend == "ray" and args.device != "cpu":
+        return _fail("--backend ray runs its workers on CPUs; drop --device (or use the local backend on the GPU)")
     if args.backend != "ray" and (args.address is not None or args.ray_workers is not None):
         return _fail("--address and --ray-workers need --backend ray")
     if args.backend == "ray":

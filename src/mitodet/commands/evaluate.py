@@ -120,12 +120,16 @@ def _fail(msg: str) -> int:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mitodet.checks import check_mpp
     from mitodet.data.records import DataFormatError
     from mitodet.evaluation.io import load_points
     from mitodet.evaluation.metrics import evaluate_images, radius_for_format
 
-    if args.mpp is not None and not (np.isfinite(args.mpp) and args.mpp > 0):
-        return _fail(f"--mpp must be a positive number of micrometres per pixel, got {args.mpp}")
+    if args.mpp is not None:
+        try:
+            check_mpp(args.mpp, "--mpp")  # the range detect accepts too
+        except ValueError as exc:
+            return _fail(str(exc))
     if args.radius_um is not None and not (np.isfinite(args.radius_um) and args.radius_um > 0):
         return _fail(f"--radius-um must be a positive number of micrometres, got {args.radius_um}")
     try:

@@ -391,7 +391,14 @@ def _train(
         from mitodet.inference.predictor import resolve_model_dir
         from mitodet.models.io import WEIGHTS_NAME
 
-        model.load_state_dict(load_file(str(resolve_model_dir(cfg.init_from) / WEIGHTS_NAME)), strict=True)
+        src = resolve_model_dir(cfg.init_from) / WEIGHTS_NAME
+        try:
+            model.load_state_dict(load_file(str(src)), strict=True)
+        except (RuntimeError, OSError) as exc:
+            raise ValueError(
+                f"init_from {cfg.init_from!r}: {src} does not fit the model to train ({str(exc).splitlines()[0]}); "
+                "fine-tuning keeps the folder's architecture, so drop the model_overrides that change it"
+            ) from None
     if sync_bn:
         if not D.has_running_stats(model):
             raise ValueError(

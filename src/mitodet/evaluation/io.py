@@ -187,7 +187,13 @@ def _load_header_csv(path: Path) -> dict[str, PointSet]:
     from mitodet.data.readers.generic import parse_points_csv
 
     out: dict[str, PointSet] = {}
-    for g in parse_points_csv(path, default_image=path.stem):
+    groups = parse_points_csv(path, default_image=path.stem)
+    if not groups:  # a header and no rows: an image without points (when the file names no image)
+        with open(path, encoding="utf-8-sig") as fh:
+            header = {c.strip().lower() for c in next((line for line in fh if line.strip()), "").split(",")}
+        if not header & {"image", "image_name", "image_id", "file", "filename", "file_name"}:
+            return {path.stem: _pointset(path.stem, [], [], None, None, "", "px", path, "csv")}
+    for g in groups:
         name = image_key(g.name)
         if name in out:
             raise DataFormatError(

@@ -485,7 +485,12 @@ def process_file(
     if hot_px is not None:
         box = [hot_px[0] / d[0], hot_px[1] / d[1], hot_px[2] / d[0], hot_px[3] / d[1]]
         tag = "whole image, extrapolated" if hot.get("extrapolated") else f"{hot['n_fields']} HPF"
-        overlay = draw_box(overlay, box, f"hotspot ({tag}): {hot['count']}", width=width)
+        overlay = draw_box(
+            overlay,
+            box,
+            f"hotspot ({tag}): {hot['count']} mitoses, {hot['count_per_10hpf']:.1f} per 10 HPF",
+            width=width,
+        )
     if opts.overlay:
         save_image(paths["overlay"], overlay)
         written.append(paths["overlay"].name)
@@ -576,7 +581,7 @@ def index_row(r: FileResult) -> dict[str, str]:
     ev = s.get("evaluation") or {}
     nt = s.get("nottingham") or {}
     return {
-        "file": str(r.path),
+        "file": str(Path(r.path).resolve()),  # absolute: the key runs from any folder merge by
         "name": r.name,
         "status": r.status,
         "kind": _fmt(s.get("kind")),

@@ -97,12 +97,19 @@ class CaseReadout:
 
 def case_name(path: Path, rule: str) -> str:
     """The case an input belongs to under ``rule`` (one of :data:`CASE_RULES`)."""
+    return _case_key(path, rule)[1]
+
+
+def _case_key(path: Path, rule: str) -> tuple[str, str]:
+    """(identity, display name) of the case of ``path``: the identity is a resolved path, so
+    two folders of one name in different places are two cases."""
+    p = Path(path).resolve()
     if rule == "folder":
-        return path.resolve().parent.name or "case"
+        return str(p.parent), p.parent.name or "case"
     if rule == "file":
-        return path.stem
+        return str(p), p.stem
     if rule == "all":
-        return "all"
+        return "all", "all"
     raise ValueError(f"case rule must be one of {CASE_RULES}, got {rule!r}")
 
 
@@ -121,13 +128,24 @@ def case_readout(
     per_mm2 = count_per_mm2(count, area) if area > 0 else None
     per10 = count_per_10hpf(count, area, field_area_mm2, 10) if area > 0 else None
     score, status, reason = None, "withheld", ""
+
+    def graded() -> int | None:
+        nonlocal reason
+        try:
+            return mitotic_score(per10, field_area_mm2).score
+        except ValueError as exc:  # a field area outside the Nottingham table
+            reason = str(exc)
+            return None
+
     if area <= 0:
         reason = "no tissue"
     elif hpf >= MIN_HPF_FOR_SCORE:
-        score, status = mitotic_score(per10, field_area_mm2).score, "given"
+        score = graded()
+        status = "given" if score is not None else "withheld"
     elif extrapolate:
-        score, status = mitotic_score(per10, field_area_mm2).score, "extrapolated"
-        reason = f"from {hpf:.1f} HPF of tissue, scaled to 10"
+        score = graded()
+        if score is not None:
+            status, reason = "extrapolated", f"from {hpf:.1f} HPF of tissue, scaled to 10"
     else:
         reason = (
             f"{hpf:.1f} HPF of tissue, fewer than the {MIN_HPF_FOR_SCORE:g} the grade is counted over; add fields "
@@ -238,17 +256,42 @@ def write_cases(
     if case_by not in CASE_RULES:
         raise ValueError(f"case rule must be one of {CASE_RULES}, got {case_by!r}")
     out = Path(out_dir)
-    groups: dict[str, tuple[list[dict], list[str]]] = {}
+    # every finished image in the folder counts, from this run or an earlier one: a case's
+    # read-out is rebuilt from all its images, never from the last batch alone
+    summaries: dict[str, dict] = {}
+    for f in sorted(out.glob("*.summary.json")):
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("status") == "complete" and (doc.get("image_path") or doc.get("image")):
+            summaries[str(Path(doc.get("image_path") or doc["image"]).resolve())] = doc
+    failed: dict[str, str] = {}
     for r in results:
-        summaries, failed = groups.setdefault(case_name(Path(r.path), case_by), ([], []))
+        key = str(Path(r.path).resolve())
         if r.summary is not None and r.status in ("done", "skipped"):
-            summaries.append(r.summary)
+            summaries[key] = r.summary
         else:
-            failed.append(str(r.path))
+            summaries.pop(key, None)
+            failed[key] = str(r.path)
+    groups: dict[str, tuple[str, list[dict], list[str]]] = {}
+    for key, doc in summaries.items():
+        ident, name = _case_key(Path(key), case_by)
+        groups.setdefault(ident, (name, [], []))[1].append(doc)
+    for key, shown in failed.items():
+        ident, name = _case_key(Path(key), case_by)
+        groups.setdefault(ident, (name, [], []))[2].append(shown)
+    used: set[str] = set()
     readouts = []
-    for case, (summaries, failed) in groups.items():
-        c = case_readout(case, summaries, failed, field_area_mm2, extrapolate)
-        stem = out / f"{_safe(case)}.case"
+    for ident in sorted(groups, key=lambda i: groups[i][0]):
+        name, docs, bad = groups[ident]
+        shown, k = _safe(name), 1
+        while shown.lower() in used:  # two cases of one name (or one file name) stay apart
+            k += 1
+            shown = f"{_safe(name)}-{k}"
+        used.add(shown.lower())
+        c = case_readout(shown, docs, bad, field_area_mm2, extrapolate)
+        stem = out / f"{shown}.case"
         atomic_write_text(stem.with_suffix(".case.json"), json.dumps(c.to_json(), indent=2) + "\n")
         atomic_write_text(stem.with_suffix(".case.md"), case_markdown(c))
         readouts.append(c)

@@ -176,6 +176,10 @@ def main(argv=None) -> int:
                     continue
                 seen.add(r["tested_on"]) if r["variant"] == "first stage" else None
                 rows.append(r)
+        if not rows:
+            print("error: --table-only needs --merge with at least one rows.json", file=sys.stderr)
+            return 2
+        args.seeds = sorted({r["seed"] for r in rows if r.get("seed") is not None})  # what the files hold
         first = next((r["threshold"] for r in rows if r["variant"] == "first stage"), float("nan"))
         args.min_candidate_score = 0.1
         md = to_markdown(rows, args, first, None)

@@ -141,18 +141,27 @@ def draw_box(
     col = tuple(int(c) for c in color)
     draw.rectangle([x0, y0, x1, y1], outline=col, width=max(1, int(width)))
     if label:
-        font = ImageFont.load_default()
-        ty = y0 - 14 if y0 >= 14 else y0 + 2
+        size = _font_px(pil)
+        font = ImageFont.load_default(size=size)
+        # above the box, or inside its bottom edge when it starts at the top (the legend's corner)
+        ty = y0 - size - 4 if y0 >= size + 4 else y1 - size - 6
         tw = draw.textlength(label, font=font)
-        draw.rectangle([x0, ty, x0 + tw + 4, ty + 12], fill=(255, 255, 255))
-        draw.text((x0 + 2, ty), label, fill=col, font=font)
+        draw.rectangle([x0, ty, x0 + tw + 6, ty + size + 4], fill=(255, 255, 255))
+        draw.text((x0 + 3, ty + 1), label, fill=col, font=font)
     return np.asarray(pil, dtype=np.uint8).copy()
+
+
+def _font_px(pil: Image.Image) -> int:
+    """Text size for labels and the legend: readable on the picture at its own size (about
+    1.8 % of its shorter side, 14-40 px)."""
+    return int(min(40, max(14, round(0.018 * min(pil.size)))))
 
 
 def _legend(pil: Image.Image, entries: list[tuple[str, str, Color]], width: int) -> None:
     draw = ImageDraw.Draw(pil)
-    font = ImageFont.load_default()
-    pad, r, line = 4, 5, 14
+    size = _font_px(pil)
+    font = ImageFont.load_default(size=size)
+    pad, r, line = size // 3, size // 2, size + size // 2
     text_w = max(int(draw.textlength(t, font=font)) for t, _, _ in entries)
     w_box = pad * 3 + 2 * r + text_w
     h_box = pad * 2 + line * len(entries)
@@ -160,7 +169,7 @@ def _legend(pil: Image.Image, entries: list[tuple[str, str, Color]], width: int)
     for k, (text, shape, color) in enumerate(entries):
         cy = pad + line * k + line / 2
         _marker(draw, pad + r, cy, r, shape, color, max(1, min(width, 2)))
-        draw.text((pad * 2 + 2 * r, cy - 6), text, fill=(0, 0, 0), font=font)
+        draw.text((pad * 2 + 2 * r, cy - size / 2 - 1), text, fill=(0, 0, 0), font=font)
 
 
 def draw_evaluation(

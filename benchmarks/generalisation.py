@@ -170,12 +170,12 @@ def main(argv=None) -> int:
     variants = [(c.split("+")[0], c.endswith("+adabn")) for c in args.combine]
     if args.table_only:
         rows, seen = [], set()
-        for path in args.merge:  # the first stage once (every file holds the same rows of it)
+        for path in args.merge:  # each (variant, lab, seed) once: the first file that measured it
             for r in json.loads(path.read_text()):
-                if r["variant"] == "first stage" and r["tested_on"] in seen:
-                    continue
-                seen.add(r["tested_on"]) if r["variant"] == "first stage" else None
-                rows.append(r)
+                key = (r["variant"], r["tested_on"], r.get("seed"))
+                if key not in seen:
+                    seen.add(key)
+                    rows.append(r)
         if not rows:
             print("error: --table-only needs --merge with at least one rows.json", file=sys.stderr)
             return 2
@@ -183,6 +183,15 @@ def main(argv=None) -> int:
         first = next((r["threshold"] for r in rows if r["variant"] == "first stage"), float("nan"))
         args.min_candidate_score = 0.1
         md = to_markdown(rows, args, first, None)
+        md = md.replace(
+            "\n\nMachine:",
+            "\n\nThis call measured nothing: it merges the rows of "
+            + ", ".join(f"`{p}`" for p in args.merge)
+            + ", each measured by the command at the top of the `table.md` beside it (the two-stage variants:"
+            " `--name TAG --config configs/experiments/rescorer-TAG.json`); the machine line below is this call's."
+            "\n\nMachine:",
+            1,
+        )
         print(md)
         write_doc(args.out, "Generalisation: second-stage variants on held-out labs (A/B)", md)
         return 0

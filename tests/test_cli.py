@@ -33,6 +33,7 @@ def test_every_flag_has_help():
         (["validate", "--threshold", "-1"], "validate"),
         (["train", "--out", "o", "--config", "no-such.json"], "train"),
         (["train-rescorer", "--model", "no-such-model", "--out", "o"], "train-rescorer"),
+        (["readout", "x.png", "--points", "no-such.csv"], "readout"),
     ],
 )
 def test_usage_errors_share_one_style_and_exit_2(argv, command, capsys, tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "mitodet.commands.rescorer",
     "mitodet.commands.validate",
     "mitodet.commands.evaluate",
+    "mitodet.commands.readout",
 )
 
 

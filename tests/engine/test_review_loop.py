@@ -1,7 +1,8 @@
 """The review loop as a recipe (docs/review.md): detect -> correct in QuPath (simulated edits
 of the GeoJSON: a detection deleted, one reclassified "Not mitotic", a missed mitosis added)
--> evaluate against the corrected points -> a data spec that reads them -> fine-tune the
-model from its own weights (``init_from``)."""
+-> evaluate against the corrected points -> the read-out recomputed from them (``mitodet
+readout``) -> a data spec that reads them -> fine-tune the model from its own weights
+(``init_from``)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,29 @@ def test_detect_review_reimport_finetune(tmp_path, tiny_model_dir, capsys):
     assert main(["evaluate", "--gt", str(reviewed_dir), "--pred", str(out), "--mpp", "0.5", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["tp"] + res["fn"] == 2 and res["tp"] >= 1
+    # the read-out a pathologist signs, recomputed from the corrected points: 2 mitoses
+    capsys.readouterr()
+    ro = tmp_path / "readout"
+    assert (
+        main(
+            [
+                "readout",
+                str(tmp_path / "case1" / "field.png"),
+                "--points",
+                str(reviewed_dir),
+                "--mpp",
+                "0.5",
+                "--out",
+                str(ro),
+            ]
+        )
+        == 0
+    )
+    s = json.loads((ro / "field.summary.json").read_text())
+    assert s["count"] == 2 and s["hotspot"]["count"] == 2
+    case = json.loads((ro / "case1.case.json").read_text())
+    assert case["count"] == 2 and case["score_status"] == "withheld"  # one small field: under 10 HPF
+    assert "case case1: 1 image(s), 2 mitoses" in capsys.readouterr().out
     # the corrected points as training data, and a fine-tune from the model's own weights
     spec = tmp_path / "spec.json"
     spec.write_text(

@@ -206,7 +206,6 @@ def _fail(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from tqdm import tqdm
 
     from mitodet.checks import check_device, check_mpp, check_threshold, positive_int

@@ -136,3 +136,15 @@ def write_doc(path: Path | None, title: str, body: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# {title}\n\n{body.rstrip()}\n")
     print(f"\nwrote {path}", flush=True)
+
+
+def mean_sd(values, fmt: str = "{:.3f}") -> str:
+    """``mean +- sd`` of the values that are not None (one value as it is; none: ``-``)."""
+    import statistics
+
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.mean(values))} +- {fmt.format(statistics.stdev(values))}"

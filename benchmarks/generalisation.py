@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, command_line, environment_line, write_doc  # noqa: E402
+from _common import DOCS, command_line, environment_line, mean_sd, write_doc  # noqa: E402
 
 HELDOUT_GROUPS = {"atnorm": ("tcga", "midogpp")}
 
@@ -334,15 +333,6 @@ def main(argv=None) -> int:
     return 0
 
 
-def _ms(values) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
-
-
 def to_markdown(rows: list[dict], args, first_thr: float, seconds: float | None) -> str:
     lines = [
         f"Command: `{command_line()}`",
@@ -364,7 +354,7 @@ def to_markdown(rows: list[dict], args, first_thr: float, seconds: float | None)
     for variant, tested in keys:
         rs = [r for r in rows if r["variant"] == variant and r["tested_on"] == tested]
         r0 = rs[0]
-        get = lambda k: _ms([r.get(k) for r in rs])  # noqa: E731
+        get = lambda k: mean_sd([r.get(k) for r in rs])  # noqa: E731
         lines.append(
             f"| {variant} | {tested} | {r0['crops']} | {r0['mitoses']} | "
             f"{r0.get('area_mm2', float('nan')):.2f} | {get('threshold')} | {get('recall')} | "

@@ -18,21 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DOCS, command_line, environment_line, write_doc  # noqa: E402
+from _common import DOCS, command_line, environment_line, mean_sd, write_doc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "CMU-1-Small-Region.svs"
-
-
-def _ms(values: list[float], fmt: str = "{:.3f}") -> str:
-    if len(values) == 1:
-        return fmt.format(values[0])
-    return f"{fmt.format(statistics.mean(values))} +- {fmt.format(statistics.stdev(values))}"
 
 
 def main(argv=None) -> int:
@@ -125,7 +118,7 @@ def main(argv=None) -> int:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, folder, per in rows:
-        col = lambda k, f="{:.3f}": _ms([p[k] for p in per], f)  # noqa: E731
+        col = lambda k, f="{:.3f}": mean_sd([p[k] for p in per], f)  # noqa: E731
         lines.append(
             f"| {name} | `{folder}` | {len(per)} | {col('thr', '{:.4f}')} | {col('tp', '{:.1f}')} | "
             f"{col('fp', '{:.1f}')} | {col('fn', '{:.1f}')} | {col('f1')} | {col('neg', '{:.1f}')} |"

@@ -38,13 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from mitodet.checks import atomic_write_text, check_mpp
     from mitodet.data.records import DataFormatError
     from mitodet.evaluation.io import image_key, load_points
-    from mitodet.inference.pipeline import FileResult, describe_result
+    from mitodet.inference.pipeline import FileResult, describe_result, readout_summary
     from mitodet.inference.predictor import THUMBNAIL_MAX_SIDE, tissue_from_thumbnail
     from mitodet.inference.slide import open_image, read_thumbnail, resolve_mpp
-    from mitodet.inference.tissue import SUMMARY_CELL_UM
     from mitodet.report.case import write_cases
     from mitodet.report.outputs import summary_markdown
-    from mitodet.report.readout import summarize
 
     try:
         if args.mpp is not None:
@@ -72,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
                     mask = tissue_from_thumbnail(thumb, dx * mpp, (h, w))
                 kind = src.kind
             mitoses = ps.to_pixels(mpp).mitoses()[0]
-            summary_mask = None if mask is None else mask.resized(2048, min_cell_px=SUMMARY_CELL_UM / mpp).mask
-            s = summarize(mitoses, None, mpp, (h, w), tissue_mask=summary_mask, field_area_mm2=args.field_area_mm2)
+            s = readout_summary(mitoses, None, mpp, (h, w), mask, args.field_area_mm2)
             s.update(
                 {
                     "image": str(path),

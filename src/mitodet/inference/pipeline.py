@@ -246,6 +246,17 @@ def _complete_summary(marker: Path, key: str, out_dir: Path) -> dict[str, Any] |
     return doc
 
 
+def readout_summary(points, scores, mpp: float, image_shape, mask, field_area_mm2: float) -> dict[str, Any]:
+    """The read-out of one image's points (:func:`mitodet.report.readout.summarize`) over its
+    tissue mask (a :class:`~mitodet.inference.tissue.TissueMask`, or None: all tissue), on the
+    summary grid; ``detect`` and ``readout`` both use it."""
+    from mitodet.inference.tissue import SUMMARY_CELL_UM
+    from mitodet.report.readout import summarize
+
+    grid = None if mask is None else mask.resized(2048, min_cell_px=SUMMARY_CELL_UM / mpp).mask
+    return summarize(points, scores, mpp, image_shape, tissue_mask=grid, field_area_mm2=field_area_mm2)
+
+
 def _owner(marker: Path) -> str | None:
     """The absolute input path an existing summary was written for (None: none, or unknown)."""
     try:
@@ -357,7 +368,6 @@ def process_file(
     from mitodet.evaluation.io import image_key
     from mitodet.inference.predictor import THUMBNAIL_MAX_SIDE
     from mitodet.inference.slide import open_image, read_thumbnail, resolve_mpp
-    from mitodet.inference.tissue import SUMMARY_CELL_UM
     from mitodet.report.outputs import (
         atomic_write_text,
         summary_markdown,
@@ -366,7 +376,6 @@ def process_file(
         write_midog_json,
         write_summary,
     )
-    from mitodet.report.readout import summarize
     from mitodet.report.viz import draw_box, draw_detections, draw_evaluation, heatmap_overlay, save_image
 
     t0 = time.perf_counter()
@@ -449,14 +458,9 @@ def process_file(
             ev["gt_image"] = ps.name
 
     mask = det.tissue
-    summary_mask = None
     if mask is not None and not mask.mask.any():
         notes.append("no tissue found: nothing was analysed (check the overlay; --tissue off analyses everything)")
-    if mask is not None:
-        summary_mask = mask.resized(2048, min_cell_px=SUMMARY_CELL_UM / mpp).mask
-    summary = summarize(
-        det.points, det.scores, mpp, det.image_shape, tissue_mask=summary_mask, field_area_mm2=opts.field_area_mm2
-    )
+    summary = readout_summary(det.points, det.scores, mpp, det.image_shape, mask, opts.field_area_mm2)
     hot = summary.get("hotspot")
     hot_px = None if not hot else [float(v) / mpp for v in hot["box_um"]]
     write_geojson(

@@ -155,9 +155,9 @@ def case_readout(
     ev = None
     if evaluations:
         tp, fp, fn = (sum(int(e[k]) for e in evaluations) for k in ("tp", "fp", "fn"))
-        p = tp / (tp + fp) if tp + fp else (1.0 if tp + fp + fn == 0 else 0.0)
-        r = tp / (tp + fn) if tp + fn else (1.0 if tp + fp + fn == 0 else 0.0)
-        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        from mitodet.evaluation.metrics import precision_recall_f1
+
+        p, r, f1 = precision_recall_f1(tp, fp, fn)
         ev = {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r, "f1": f1, "images": len(evaluations)}
     return CaseReadout(
         case=case,

@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "mitodet.commands.validate",
     "mitodet.commands.evaluate",
     "mitodet.commands.readout",
+    "mitodet.commands.view",
+    "mitodet.commands.report",
 )
 
 

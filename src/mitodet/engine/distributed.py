@@ -80,10 +80,20 @@ class DistContext:
         return t
 
     def close(self) -> None:
+        """Leave the group: every rank first waits for the others (so none tears down its
+        gloo pairs while a peer is still in the last collective: seen as a SIGABRT,
+        "terminate called without an active exception", at exit), then destroys it while
+        the interpreter is fully alive (pytorch#179291)."""
+        import gc
+
         import torch.distributed as dist
 
         if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+            try:
+                self.barrier()
+            finally:
+                gc.collect()  # drop DDP reducers and pending work objects before their group goes
+                dist.destroy_process_group()
 
 
 def distributed_requested() -> bool:

@@ -98,8 +98,9 @@ class PointSet:
         return replace(self, points=self.points * 1000.0 / mpp, units="px")
 
 
-#: compound endings stripped whole when pairing (``A03_00Ab.midog.json`` -> ``A03_00Ab``)
-_COMPOUND = (".midog.json", ".ome.tiff", ".ome.tif")
+#: compound endings stripped whole when pairing (``A03_00Ab.midog.json``, the viewer's
+#: ``A03_00Ab.reviewed.geojson`` -> ``A03_00Ab``)
+_COMPOUND = (".midog.json", ".reviewed.geojson", ".ome.tiff", ".ome.tif")
 
 
 def image_key(name: str) -> str:

@@ -5,11 +5,14 @@ file name without its extension, made unique within the batch) it writes into ``
 
 ==========================  ===========================================================
 ``NAME.csv``                detections ``x,y,score,x_um,y_um`` (level-0 pixels, um)
+``NAME.candidates.csv``     every candidate, scored, down to the model's floor (for the
+                            viewer's threshold slider; not a read-out)
 ``NAME.geojson``            the same as QuPath point detections (File > Import objects)
 ``NAME.midog.json``         grand-challenge "Multiple points" JSON in millimetres
 ``NAME.overlay.jpg``        detections (or TP/FP/FN with ``gt``) on the image, or on a
                             thumbnail of at most 4096 px for slides
 ``NAME.heatmap.jpg``        the GLB vault heat-map of eq. 9 (HPF images, GLB models)
+``NAME.tissue.png``         the tissue mask the read-out was taken on (when one was used)
 ``NAME.summary.md``         the clinical read-out for people
 ``NAME.summary.json``       the same for programs, and the file's completion marker
 ==========================  ===========================================================
@@ -52,16 +55,18 @@ from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
 INDEX_NAME = "summary.csv"
 OUTPUT_SUFFIXES: dict[str, str] = {
     "csv": ".csv",
+    "candidates": ".candidates.csv",
     "geojson": ".geojson",
     "midog": ".midog.json",
     "overlay": ".overlay.jpg",
     "heatmap": ".heatmap.jpg",
+    "tissue": ".tissue.png",
     "summary_md": ".summary.md",
     "summary_json": ".summary.json",
 }
 
 _RESERVED = {"summary"}  # would collide with the batch index summary.csv
-_OWN_OUTPUT_ENDINGS = (".overlay.jpg", ".heatmap.jpg", ".overlay.png", ".heatmap.png")  # (PNG: before 2026-12)
+_OWN_OUTPUT_ENDINGS = (".overlay.jpg", ".heatmap.jpg", ".tissue.png", ".overlay.png", ".heatmap.png")  # (PNG: before 2026-12)
 INDEX_COLUMNS = (
     "file",
     "name",
@@ -246,14 +251,41 @@ def _complete_summary(marker: Path, key: str, out_dir: Path) -> dict[str, Any] |
     return doc
 
 
+def summary_grid(mask, mpp: float):
+    """The tissue mask on the read-out's grid (cells of at least SUMMARY_CELL_UM, long side <= 2048)."""
+    from mitodet.inference.tissue import SUMMARY_CELL_UM
+
+    return mask.resized(2048, min_cell_px=SUMMARY_CELL_UM / mpp)
+
+
+def save_tissue_png(path: Path, mask) -> Path:
+    """A tissue mask as a 1-bit PNG (white: tissue), written atomically; read back with
+    :func:`load_tissue_png`."""
+    from PIL import Image
+
+    from mitodet.checks import atomic_save
+
+    return atomic_save(path, lambda f: Image.fromarray(mask.mask).save(f, format="PNG", optimize=True))
+
+
+def load_tissue_png(path: Path, image_shape: tuple[int, int], method: str = "") -> Any:
+    """The :class:`~mitodet.inference.tissue.TissueMask` ``detect`` saved as ``NAME.tissue.png``."""
+    from PIL import Image
+
+    from mitodet.inference.tissue import TissueMask
+
+    with Image.open(path) as im:
+        m = np.asarray(im.convert("L")) > 0
+    return TissueMask(m, (int(image_shape[0]), int(image_shape[1])), None, method)
+
+
 def readout_summary(points, scores, mpp: float, image_shape, mask, field_area_mm2: float) -> dict[str, Any]:
     """The read-out of one image's points (:func:`mitodet.report.readout.summarize`) over its
     tissue mask (a :class:`~mitodet.inference.tissue.TissueMask`, or None: all tissue), on the
     summary grid; ``detect`` and ``readout`` both use it."""
-    from mitodet.inference.tissue import SUMMARY_CELL_UM
     from mitodet.report.readout import summarize
 
-    grid = None if mask is None else mask.resized(2048, min_cell_px=SUMMARY_CELL_UM / mpp).mask
+    grid = None if mask is None else summary_grid(mask, mpp).mask
     return summarize(points, scores, mpp, image_shape, tissue_mask=grid, field_area_mm2=field_area_mm2)
 
 
@@ -428,14 +460,19 @@ def process_file(
                 )
             notes.append(f"{coarse}; run anyway (--allow-coarse): the count is not reliable")
         thumb, d = read_thumbnail(src, THUMBNAIL_MAX_SIDE)
-        det = detector.detect_source(
-            src, mpp, threshold=opts.threshold, tissue=opts.tissue, progress=opts.progress, thumbnail=(thumb, d)
+        # every candidate is kept (threshold 0) for the viewer's threshold slider; the outputs
+        # that count hold those at the operating threshold
+        candidates = detector.detect_source(
+            src, mpp, threshold=0.0, tissue=opts.tissue, progress=opts.progress, thumbnail=(thumb, d)
         )
+        det = candidates.above(check_threshold(opts.threshold, default=detector.threshold))
         kind = src.kind
         source_info = src.describe()
         full = src.in_memory()
     write_csv(paths["csv"], det.points, det.scores, mpp, first_scores=det.first_scores)
+    write_csv(paths["candidates"], candidates.points, candidates.scores, mpp, first_scores=candidates.first_scores)
     write_midog_json(paths["midog"], det.points, det.scores, mpp)
+    del candidates
 
     ev = None
     parts = None
@@ -469,7 +506,12 @@ def process_file(
         det.scores,
         hotspot=None if hot_px is None else {"box_px": hot_px, "count": hot["count"], "n_fields": hot["n_fields"]},
     )
-    written = [paths[k].name for k in ("csv", "geojson", "midog")]
+    written = [paths[k].name for k in ("csv", "candidates", "geojson", "midog")]
+    if mask is not None:  # the grid the read-out was taken on, for the viewer's layer and live read-out
+        save_tissue_png(paths["tissue"], summary_grid(mask, mpp))
+        written.append(paths["tissue"].name)
+    else:
+        paths["tissue"].unlink(missing_ok=True)
 
     # the overlay is drawn no finer than OVERLAY_MPP (a pathologist sees each figure there,
     # and an HPF's JPEG stays well under 1 MB): a x40 frame is shown at half its resolution

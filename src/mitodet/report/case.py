@@ -212,7 +212,7 @@ def case_markdown(c: CaseReadout) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name).strip("_") or "case"
 
 
@@ -285,10 +285,10 @@ def write_cases(
     readouts = []
     for ident in sorted(groups, key=lambda i: groups[i][0]):
         name, docs, bad = groups[ident]
-        shown, k = _safe(name), 1
+        shown, k = safe_name(name), 1
         while shown.lower() in used:  # two cases of one name (or one file name) stay apart
             k += 1
-            shown = f"{_safe(name)}-{k}"
+            shown = f"{safe_name(name)}-{k}"
         used.add(shown.lower())
         c = case_readout(shown, docs, bad, field_area_mm2, extrapolate)
         stem = out / f"{shown}.case"
@@ -308,5 +308,6 @@ __all__ = [
     "case_name",
     "case_readout",
     "case_row",
+    "safe_name",
     "write_cases",
 ]

@@ -237,8 +237,11 @@ def test_a_review_is_saved_reopened_and_read_by_every_reader(client, fresh_out, 
     pred = fresh_out / f"{NAME}.csv"
     assert main(["evaluate", "--gt", str(path), "--pred", str(pred), "--mpp", str(s["mpp"]), "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--gt", str(fresh_out), "--pred", str(pred), "--mpp", str(s["mpp"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tp"] == ev["tp"]
     assert ev["n_gt"] == 3 and ev["n_pred"] == len(_csv_points(pred)) and ev["tp"] == 2  # candidates 0 and 2
-    assert main(["readout", s["image_path"], "--points", str(path), "--out", str(tmp_path / "ro")]) == 0
+    # (the output folder itself, as --points, means its reviews; as --gt too)
+    assert main(["readout", s["image_path"], "--points", str(fresh_out), "--out", str(tmp_path / "ro")]) == 0
     ro = json.loads((tmp_path / "ro" / f"{NAME}.summary.json").read_text())
     assert ro["count"] == 3
     # the viewer's own reviewed read-out agrees, and is written like mitodet readout's
@@ -251,6 +254,15 @@ def test_a_review_is_saved_reopened_and_read_by_every_reader(client, fresh_out, 
     cat = client.get("/api/catalog").get_json()
     assert cat["images"][0]["reviewed"] is True and cat["cases"][0]["source"] == "reviewed"
     assert cat["cases"][0]["count"] == 3
+
+
+def test_an_output_folder_without_reviews_is_no_ground_truth(fresh_out):
+    from mitodet.data.records import DataFormatError
+    from mitodet.evaluation.io import load_points
+
+    assert list(load_points(fresh_out)) == [NAME]  # the model's detections
+    with pytest.raises(DataFormatError, match="mitodet view"):
+        load_points(fresh_out, reviewed=True)
 
 
 def test_view_command_refuses_a_folder_that_is_not_an_output(tmp_path, capsys):

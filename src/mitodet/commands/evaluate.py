@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--gt", required=True, metavar="PATH", help="ground-truth points (file or folder)")
+    p.add_argument("--gt", required=True, metavar="PATH", help="ground-truth points (file or folder; a detect output folder means the reviews `mitodet view` saved in it)")
     p.add_argument("--pred", required=True, metavar="PATH", help="detected points (file or folder)")
     p.add_argument(
         "--mpp",
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if args.radius_um is not None and not (np.isfinite(args.radius_um) and args.radius_um > 0):
         return _fail(f"--radius-um must be a positive number of micrometres, got {args.radius_um}")
     try:
-        gt = load_points(args.gt)
+        gt = load_points(args.gt, reviewed=True)
         pred = load_points(args.pred)
     except DataFormatError as exc:
         return _fail(str(exc))

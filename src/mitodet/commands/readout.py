@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.mpp is not None:
             check_mpp(args.mpp, "--mpp")
-        points = load_points(args.points)
+        points = load_points(args.points, reviewed=True)
     except (ValueError, DataFormatError) as exc:
         return fail("readout", str(exc))
     missing = [str(p) for p in args.images if not p.is_file()]

@@ -39,10 +39,15 @@ def run(args: argparse.Namespace) -> int:
         app = create_app(args.out)
     except ValueError as exc:
         return fail("view", str(exc))
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):  # one line per failed request, not one per tile
+        def log_request(self, code="-", size="-"):
+            if str(code)[:1] in ("4", "5"):
+                super().log_request(code, size)
 
     try:
-        server = make_server(args.host, args.port, app, threaded=True)
+        server = make_server(args.host, args.port, app, threaded=True, request_handler=Quiet)
     except OSError as exc:
         return fail("view", f"cannot listen on {args.host}:{args.port} ({exc}); pick another --port")
     host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host

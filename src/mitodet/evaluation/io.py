@@ -125,15 +125,17 @@ def load_geojson(path: Path) -> dict[str, PointSet]:
     return {name: _pointset(name, rec.points, rec.labels, rec.scores, None, "", "px", path, "geojson")}
 
 
-def _detect_output_files(folder: Path) -> list[Path] | None:
+def _detect_output_files(folder: Path, reviewed: bool = False) -> list[Path] | None:
     """The point files of a ``mitodet detect`` output folder (one ``NAME.csv`` per image,
-    which holds the scores; its GeoJSON / MIDOG copies and the summaries are not read), or
-    None when ``folder`` is not one."""
+    which holds the scores; its GeoJSON / MIDOG copies and the summaries are not read; with
+    ``reviewed``, the ``NAME.reviewed.geojson`` that ``mitodet view`` saved instead, for the
+    images that have one), or None when ``folder`` is not one."""
     summaries = sorted(folder.glob("*.summary.json"))
     if not summaries:
         return None
     names = [s.name[: -len(".summary.json")] for s in summaries]
-    return [folder / f"{n}.csv" for n in names if (folder / f"{n}.csv").is_file()]
+    ending = ".reviewed.geojson" if reviewed else ".csv"
+    return [folder / f"{n}{ending}" for n in names if (folder / f"{n}{ending}").is_file()]
 
 
 def _pointset(name, pts, labels, scores, mpp, domain, units, source, fmt, labelled=True) -> PointSet:
@@ -357,11 +359,14 @@ def _merge(path: Path, parts: list[dict[str, PointSet]]) -> dict[str, PointSet]:
     return out
 
 
-def load_points(path: str | Path) -> dict[str, PointSet]:
+def load_points(path: str | Path, *, reviewed: bool = False) -> dict[str, PointSet]:
     """Load ground-truth or predicted points from a file or folder (format auto-detected).
 
     Args:
         path: a CSV, a JSON, a MITOS-ATYPIA-14 root, or a folder of CSV/JSON files.
+        reviewed: for a ``mitodet detect`` output folder, read the reviews ``mitodet view``
+            saved there (``NAME.reviewed.geojson``) rather than the model's ``NAME.csv``
+            (what ground truth and ``mitodet readout`` want); an error when it holds none.
 
     Returns:
         ``{image_name: PointSet}``, image names being file stems.
@@ -377,7 +382,12 @@ def load_points(path: str | Path) -> dict[str, PointSet]:
         mitos = sorted(p.rglob("*_mitosis.csv"))
         if mitos:
             return _merge(p, [load_csv(f) for f in mitos])
-        files = _detect_output_files(p)
+        files = _detect_output_files(p, reviewed)
+        if reviewed and files == []:
+            raise DataFormatError(
+                f"{p}: a mitodet detect output folder without reviews (*.reviewed.geojson); review it with "
+                f"`mitodet view {p}`, or give the folder of points exported from QuPath"
+            )
         if files is None:
             files = sorted(
                 f for f in p.iterdir() if f.suffix.lower() in (".csv", ".json", ".geojson") and f.name != "summary.csv"

@@ -152,9 +152,8 @@ def case_html(v, case: dict[str, Any], max_gallery: int = 60) -> str:
         rule = f"Nottingham mitotic score ({NOTTINGHAM_TABLE_SOURCE}); no row for fields of {field:g} mm2."
     status = case.get("score_status")
     score = case.get("score")
-    score_txt = {"given": f"{score}", "extrapolated": f"{score} (EXTRAPOLATED: {case.get('reason')})"}.get(
-        status, f"withheld: {case.get('reason')}"
-    )
+    score_txt = {"given": f"{score}", "extrapolated": f"{score} (EXTRAPOLATED)"}.get(status, "withheld")
+    reason = f"<div class='muted'>{_e(case.get('reason'))}</div>" if case.get("reason") else ""
     src = "reviewed points where reviewed" if case.get("source") == "reviewed" else "the model's detections"
     head = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>mitodet case {_e(case['case'])}</title>"
@@ -162,7 +161,7 @@ def case_html(v, case: dict[str, Any], max_gallery: int = 60) -> str:
         f"<h1>Case {_e(case['case'])}</h1>"
         f"<p class='muted'>mitodet {__version__}: a research tool, not a diagnostic device; read-out of {_e(src)}.</p>"
         "<table>"
-        f"<tr><th>Mitotic score</th><td class='big'>{_e(score_txt)}</td></tr>"
+        f"<tr><th>Mitotic score</th><td><span class='big'>{_e(score_txt)}</span>{reason}</td></tr>"
         f"<tr><th>Mitoses</th><td>{_e(case.get('count'))} in {_f(case.get('tissue_area_mm2'), 3)} mm² of tissue "
         f"({_f(case.get('hpf_equivalents'))} HPF)</td></tr>"
         f"<tr><th>Per 10 HPF</th><td>{_f(case.get('count_per_10hpf'))}</td></tr>"

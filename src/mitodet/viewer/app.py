@@ -258,7 +258,7 @@ def create_app(out_dir: str | Path) -> Flask:
         except BadReview as exc:
             abort(400, str(exc))
         info = save_review(e.reviewed_path, review, str(e.summary.get("image", e.name)))
-        return jsonify({"saved": e.reviewed_path.name, **info})
+        return jsonify({**info, "file": e.reviewed_path.name})
 
     @app.post("/api/readout")
     def reviewed_readout():

@@ -46,56 +46,92 @@
   const item = viewer.world.getItemAt(0);
 
   const shown = (i) => state[i] === "mitosis" || state[i] === "not_mitosis" || cands[i][2] >= threshold;
-  const markers = cands.map((c, i) => {
-    const el = mitodet.el("div", { class: "mk", "data-i": String(i), title: `score ${c[2].toFixed(3)}` });
-    viewer.addOverlay({ element: el, location: item.imageToViewportCoordinates(c[0], c[1]), placement: OpenSeadragon.Placement.CENTER, checkResize: false });
-    return el;
-  });
-  let addedEls = [];
-  let fnEls = [];
   let hotEl = null;
   let truth = null; // evaluation from the server at the current threshold
   let selected = -1;
 
-  function drawAdded() {
-    for (const el of addedEls) viewer.removeOverlay(el);
-    addedEls = added.map((p, k) => {
-      const el = mitodet.el("div", { class: "mk added", "data-added": String(k), title: "added by the reviewer" });
-      viewer.addOverlay({ element: el, location: item.imageToViewportCoordinates(p.x, p.y), placement: OpenSeadragon.Placement.CENTER, checkResize: false });
-      return el;
-    });
+  // --- markers: one canvas over the viewer, redrawn whenever the view changes (thousands of
+  // candidates stay fast); window.mitodetView exposes what was drawn, for tests and scripts
+  const canvas = mitodet.el("canvas", { class: "marks" });
+  viewer.canvas.appendChild(canvas);
+  const ctx = canvas.getContext("2d");
+  const R = 11; // marker radius, screen px
+  let drawn = []; // [{kind, i, x, y}] in viewer-element px, last frame
+  const screen = (x, y) => item.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
+  function ring(x, y, r, colour, width, dash) {
+    ctx.beginPath();
+    ctx.setLineDash(dash || []);
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = width;
+    ctx.arc(x, y, r, 0, 2 * Math.PI);
+    ctx.stroke();
   }
-
-  function styleMarkers() {
+  function square(x, y, r, colour) {
+    ctx.setLineDash([]);
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = 3;
+    ctx.strokeRect(x - r, y - r, 2 * r, 2 * r);
+  }
+  function draw() {
+    const dpr = window.devicePixelRatio || 1;
+    const w = viewer.canvas.clientWidth, h = viewer.canvas.clientHeight;
+    if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+      canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+      canvas.style.width = `${w}px`; canvas.style.height = `${h}px`;
+    }
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    drawn = [];
+    if (!$("layer-dets").checked) { document.body.dataset.markers = "0"; return; }
     const byTruth = $("colour-by").value === "truth" && truth;
     const matched = byTruth ? new Set(truth.matched) : null;
-    let k = 0; // index among the shown-at-threshold detections, as the server numbers them
-    const dets = $("layer-dets").checked;
-    markers.forEach((el, i) => {
-      const vis = dets && shown(i);
-      el.classList.toggle("hidden", !vis);
-      el.classList.toggle("yes", state[i] === "mitosis");
-      el.classList.toggle("no", state[i] === "not_mitosis");
-      el.classList.toggle("sel", i === selected);
-      let colour = mitodet.scoreColour(cands[i][2], lo);
-      if (cands[i][2] >= threshold) {
-        if (byTruth) colour = matched.has(k) ? "#009e73" : "#d55e00";
-        k += 1;
-      }
-      el.style.borderColor = colour;
+    let k = 0; // index among the detections at the threshold, as the server numbers them
+    for (let i = 0; i < cands.length; i++) {
+      const c = cands[i];
+      const at = c[2] >= threshold;
+      let colour = mitodet.scoreColour(c[2], lo);
+      if (at) { if (byTruth) colour = matched.has(k) ? "#009e73" : "#d55e00"; k += 1; }
+      if (!shown(i)) continue;
+      const p = screen(c[0], c[1]);
+      drawn.push({ kind: "det", i, x: p.x, y: p.y });
+      if (p.x < -R || p.y < -R || p.x > w + R || p.y > h + R) continue;
+      if (state[i] === "mitosis") ring(p.x, p.y, R + 4, "#009e73", 3);
+      if (state[i] === "not_mitosis") ring(p.x, p.y, R + 4, "#d55e00", 3, [4, 3]);
+      ring(p.x, p.y, R, colour, 3, state[i] === "not_mitosis" ? [4, 3] : null);
+      if (i === selected) ring(p.x, p.y, R + 8, "#ffffff", 2);
+    }
+    added.forEach((a, j) => {
+      const p = screen(a.x, a.y);
+      drawn.push({ kind: "added", i: j, x: p.x, y: p.y });
+      square(p.x, p.y, R - 2, "#cc79a7");
     });
-    for (const el of addedEls) el.classList.toggle("hidden", !dets);
-    for (const el of fnEls) el.classList.toggle("hidden", !(dets && byTruth));
-    const nShown = cands.reduce((n, c, i) => n + (c[2] >= threshold && state[i] !== "not_mitosis" ? 1 : 0), 0);
-    document.body.dataset.markers = String(markers.filter((el) => !el.classList.contains("hidden")).length);
+    if (byTruth) for (const [x, y] of truth.missed) { const p = screen(x, y); square(p.x, p.y, R - 3, "#0072b2"); }
+    document.body.dataset.markers = String(drawn.filter((d) => d.kind === "det").length);
+  }
+  let drawQueued = false;
+  function redraw() {
+    if (drawQueued) return;
+    drawQueued = true;
+    requestAnimationFrame(() => { drawQueued = false; draw(); });
+  }
+  viewer.addHandler("update-viewport", redraw);
+  viewer.addHandler("resize", redraw);
+  window.mitodetView = {
+    drawn: () => drawn.map((d) => ({ ...d })),
+    screen: (i) => { const p = screen(cands[i][0], cands[i][1]); return { x: p.x, y: p.y }; },
+    state: () => ({ state: [...state], added: added.map((a) => ({ ...a })), threshold }),
+    canvas,
+  };
+
+  function styleMarkers() {
     const counts = { yes: state.filter((s) => s === "mitosis").length, no: state.filter((s) => s === "not_mitosis").length };
     $("review-counts").textContent = `${counts.yes} / ${counts.no} / ${added.length}`;
+    const byTruth = $("colour-by").value === "truth" && truth;
     $("legend").innerHTML = byTruth
       ? '<span class="sw" style="border-color:#009e73"></span>TP <span class="sw" style="border-color:#d55e00"></span>FP <span class="sw fn"></span>FN (missed)'
       : `<span class="ramp"></span> score ${lo.toFixed(2)} → 1 · <span class="sw yes"></span>confirmed <span class="sw no"></span>rejected <span class="sw added"></span>added`;
-    return nShown;
+    draw();
   }
-
   // --- threshold and the live read-out (computed by the server, as detect computes it)
   const thr = $("thr");
   thr.min = String(lo);
@@ -133,18 +169,11 @@
       hotEl.classList.toggle("hidden", !$("layer-hotspot").checked);
     }
     truth = r.evaluation || null;
-    for (const el of fnEls) viewer.removeOverlay(el);
-    fnEls = [];
     if (truth) {
       $("truth").hidden = false;
       $("colour-by-wrap").hidden = false;
       $("tpfpfn").textContent = `${truth.tp} / ${truth.fp} / ${truth.fn}`;
       $("prf").textContent = `${truth.precision.toFixed(3)} / ${truth.recall.toFixed(3)} / ${truth.f1.toFixed(3)}`;
-      fnEls = truth.missed.map(([x, y]) => {
-        const el = mitodet.el("div", { class: "mk fn", title: "missed (ground truth)" });
-        viewer.addOverlay({ element: el, location: item.imageToViewportCoordinates(x, y), placement: OpenSeadragon.Placement.CENTER, checkResize: false });
-        return el;
-      });
     }
     styleMarkers();
     document.body.dataset.readoutThreshold = String(t);
@@ -202,7 +231,7 @@
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ threshold, points: reviewPoints() }),
       });
-      $("status").textContent = `saved ${r.saved} at ${new Date().toLocaleTimeString()} (${r.n_mitoses} mitoses)`;
+      $("status").textContent = `saved ${r.file} at ${new Date().toLocaleTimeString()} (${r.n_mitoses} mitoses, ${r.n_not_mitoses} rejected)`;
       document.body.dataset.saved = String(Number(document.body.dataset.saved || 0) + 1);
       const rr = await mitodet.json(api("/readout?source=reviewed"));
       const n = rr.nottingham || {};
@@ -236,25 +265,17 @@
     if (!e.quick) return;
     e.preventDefaultAction = true;
     const px = e.position;
-    let best = -1, bestD = 14, bestAdded = -1;
-    markers.forEach((el, i) => {
-      if (el.classList.contains("hidden")) return;
-      const p = item.imageToViewerElementCoordinates(new OpenSeadragon.Point(cands[i][0], cands[i][1]));
-      const d = Math.hypot(p.x - px.x, p.y - px.y);
-      if (d < bestD) { bestD = d; best = i; }
-    });
-    added.forEach((a, k) => {
-      const p = item.imageToViewerElementCoordinates(new OpenSeadragon.Point(a.x, a.y));
-      const d = Math.hypot(p.x - px.x, p.y - px.y);
-      if (d < bestD) { bestD = d; bestAdded = k; best = -1; }
-    });
-    if (bestAdded >= 0) { added.splice(bestAdded, 1); drawAdded(); styleMarkers(); scheduleSave(); return; }
-    if (best >= 0) { select(best, false); mark(best, NEXT[state[best]]); return; }
+    let best = null, bestD = R + 3;
+    for (const d of drawn) {
+      const dist = Math.hypot(d.x - px.x, d.y - px.y);
+      if (dist < bestD) { bestD = dist; best = d; }
+    }
+    if (best && best.kind === "added") { added.splice(best.i, 1); styleMarkers(); scheduleSave(); return; }
+    if (best) { select(best.i, false); mark(best.i, NEXT[state[best.i]]); return; }
     if ($("add-mode").checked || (e.originalEvent && e.originalEvent.shiftKey)) {
       const ip = item.viewerElementToImageCoordinates(px);
       if (ip.x < 0 || ip.y < 0 || ip.x > info.width - 1 || ip.y > info.height - 1) return;
       added.push({ x: Math.round(ip.x * 10) / 10, y: Math.round(ip.y * 10) / 10 });
-      drawAdded();
       styleMarkers();
       scheduleSave();
     }
@@ -332,7 +353,7 @@
     } catch (e) { showError(`read-out not written: ${e.message}`); }
   });
 
-  drawAdded();
+  styleMarkers();
   buildGallery();
   await updateReadout();
   document.body.dataset.ready = "1";

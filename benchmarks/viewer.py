@@ -49,7 +49,9 @@ def _block(side: int) -> np.ndarray:
         h, w = src.shape
         a = src.read_region(0, (0, 0, w, h))
     reps = (math.ceil(side / h) + 1, math.ceil(side / w) + 1)
-    rows = [np.concatenate([a if (i + j) % 2 == 0 else a[:, ::-1] for j in range(reps[1])], axis=1) for i in range(reps[0])]
+    rows = [
+        np.concatenate([a if (i + j) % 2 == 0 else a[:, ::-1] for j in range(reps[1])], axis=1) for i in range(reps[0])
+    ]
     return np.ascontiguousarray(np.concatenate(rows, axis=0)[:side, :side])
 
 
@@ -66,12 +68,19 @@ def write_slide(path: Path, size: int, block_px: int) -> None:
             s = 2**k
             w = h = math.ceil(size / s)
             bx0, bside = b0 // s, max(1, block_px // s)
-            block = block0 if k == 0 else np.asarray(Image.fromarray(block0).resize((bside, bside), Image.Resampling.BOX))
+            block = (
+                block0 if k == 0 else np.asarray(Image.fromarray(block0).resize((bside, bside), Image.Resampling.BOX))
+            )
 
             def tiles(w=w, h=h, bx0=bx0, bside=bside, block=block):
                 for ty in range(0, h, TILE):
                     for tx in range(0, w, TILE):
-                        x0, y0, x1, y1 = max(tx, bx0), max(ty, bx0), min(tx + TILE, bx0 + bside), min(ty + TILE, bx0 + bside)
+                        x0, y0, x1, y1 = (
+                            max(tx, bx0),
+                            max(ty, bx0),
+                            min(tx + TILE, bx0 + bside),
+                            min(ty + TILE, bx0 + bside),
+                        )
                         if x1 <= x0 or y1 <= y0:
                             yield glass
                             continue
@@ -80,7 +89,11 @@ def write_slide(path: Path, size: int, block_px: int) -> None:
                         yield t
 
             res = 1e4 / (MPP * s)
-            extra = {"description": f"mitodet SYNTHETIC viewer benchmark slide; mpp={MPP}"} if k == 0 else {"subfiletype": 1}
+            extra = (
+                {"description": f"mitodet SYNTHETIC viewer benchmark slide; mpp={MPP}"}
+                if k == 0
+                else {"subfiletype": 1}
+            )
             tif.write(
                 tiles(),
                 shape=(h, w, 3),
@@ -133,7 +146,9 @@ def _page_ready_s(url: str, t_start: float) -> float | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "viewer-bench", help="scratch folder (the slide is ~0.2 GB)")
+    ap.add_argument(
+        "--work", type=Path, default=ROOT / "runs" / "viewer-bench", help="scratch folder (the slide is ~0.2 GB)"
+    )
     ap.add_argument("--size", type=int, default=50_000, help="slide side in pixels (default 50000)")
     ap.add_argument("--block", type=int, default=4000, help="side of the tissue block in pixels (default 4000)")
     ap.add_argument("--requests", type=int, default=200, help="tile requests to time (default 200)")
@@ -195,13 +210,17 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
     def stats(values: list[float]) -> str:
         ms = sorted(1000 * v for v in values)
         p95 = ms[min(len(ms) - 1, math.ceil(0.95 * len(ms)) - 1)]
         return f"median {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ms[-1]:.1f} ms"
 
     rows = [
-        ("slide", f"{w} x {h} px at {MPP} um/px, {slide.stat().st_size / 1e6:.0f} MB on disk (synthetic; real H&E block)"),
+        (
+            "slide",
+            f"{w} x {h} px at {MPP} um/px, {slide.stat().st_size / 1e6:.0f} MB on disk (synthetic; real H&E block)",
+        ),
         ("detections / candidates", f"{summary['count']} / {summary['detection'].get('n_candidates')}"),
         ("server answers", f"{t_server:.2f} s after `mitodet view` starts"),
         (

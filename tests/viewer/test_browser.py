@@ -169,7 +169,11 @@ def test_review_in_a_real_browser(browser, server, fresh_out, tmp_path):
     page.reload()
     page.wait_for_selector("body[data-ready='1']", timeout=30000)
     st = page.evaluate("mitodetView.state()")
-    assert st["state"][0] == "mitosis" and st["state"][1] == "not_mitosis" and st["state"].count("unreviewed") == len(cands) - 2
+    assert (
+        st["state"][0] == "mitosis"
+        and st["state"][1] == "not_mitosis"
+        and st["state"].count("unreviewed") == len(cands) - 2
+    )
     assert len(st["added"]) == 1 and st["threshold"] == pytest.approx(t)
     assert page.input_value("#thr") == thr.input_value()
     assert not errors, errors

@@ -32,7 +32,9 @@ def test_report_uses_the_review_where_there_is_one(client, fresh_out):
     from mitodet.cli import main
 
     cands = client.get(f"/api/images/{NAME}/candidates").get_json()["points"]
-    pts = [{"x": x, "y": y, "label": "mitosis", "origin": "model", "score": s, "reviewed": True} for x, y, s in cands[:2]]
+    pts = [
+        {"x": x, "y": y, "label": "mitosis", "origin": "model", "score": s, "reviewed": True} for x, y, s in cands[:2]
+    ]
     assert client.post(f"/api/images/{NAME}/review", json={"threshold": 0.99, "points": pts}).status_code == 200
     assert main(["report", str(fresh_out), "--max-gallery", "1"]) == 0
     html = (fresh_out / "report" / "case-A.html").read_text()

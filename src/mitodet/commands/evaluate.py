@@ -39,7 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--gt", required=True, metavar="PATH", help="ground-truth points (file or folder; a detect output folder means the reviews `mitodet view` saved in it)")
+    p.add_argument(
+        "--gt",
+        required=True,
+        metavar="PATH",
+        help="ground-truth points (file or folder; a detect output folder means the reviews `mitodet view` saved in it)",
+    )
     p.add_argument("--pred", required=True, metavar="PATH", help="detected points (file or folder)")
     p.add_argument(
         "--mpp",

@@ -66,7 +66,13 @@ OUTPUT_SUFFIXES: dict[str, str] = {
 }
 
 _RESERVED = {"summary"}  # would collide with the batch index summary.csv
-_OWN_OUTPUT_ENDINGS = (".overlay.jpg", ".heatmap.jpg", ".tissue.png", ".overlay.png", ".heatmap.png")  # (PNG: before 2026-12)
+_OWN_OUTPUT_ENDINGS = (
+    ".overlay.jpg",
+    ".heatmap.jpg",
+    ".tissue.png",
+    ".overlay.png",
+    ".heatmap.png",
+)  # (PNG: before 2026-12)
 INDEX_COLUMNS = (
     "file",
     "name",

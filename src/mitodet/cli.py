@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "mitodet.commands.detect",
     "mitodet.commands.train",
     "mitodet.commands.rescorer",
+    "mitodet.commands.atypical",
     "mitodet.commands.validate",
     "mitodet.commands.evaluate",
     "mitodet.commands.readout",

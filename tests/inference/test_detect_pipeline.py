@@ -39,7 +39,8 @@ def test_rerun_skips_finished_files_and_redoes_only_what_is_missing(tmp_path, dh
     assert [r.status for r in batch.results] == ["done"] * 3 and batch.ok
     for name in "abc":
         for kind, suffix in OUTPUT_SUFFIXES.items():
-            assert (out / f"{name}{suffix}").is_file() == (kind != "heatmap")  # fpn: no GLB, no heat-map
+            # fpn: no GLB, no heat-map; HPF images without --tissue on: no tissue mask
+            assert (out / f"{name}{suffix}").is_file() == (kind not in ("heatmap", "tissue"))
         s = json.loads((out / f"{name}.summary.json").read_text())
         assert s["status"] == "complete" and s["count"] == 2
         assert any("no GLB" in n for n in s["notes"])

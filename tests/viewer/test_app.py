@@ -55,7 +55,9 @@ def test_live_readout_at_the_stored_threshold_is_detects_readout(client, fresh_o
 
 def test_candidates_hold_the_detections_and_the_slider_counts_them(client, fresh_out):
     s = _summary(fresh_out)
-    cands = np.array(client.get(f"/api/images/{NAME}/candidates").get_json()["points"])
+    got = client.get(f"/api/images/{NAME}/candidates").get_json()["points"]
+    assert {len(c) for c in got} == {4} and {c[3] for c in got} == {None}  # [x, y, score, P(atypical)]: no classifier
+    cands = np.array([c[:3] for c in got])
     dets = _csv_points(fresh_out / f"{NAME}.csv")
     assert np.all(np.diff(cands[:, 2]) <= 0)  # by descending score
     above = cands[cands[:, 2] >= s["score_threshold"]]
@@ -189,7 +191,7 @@ def test_a_review_is_saved_reopened_and_read_by_every_reader(client, fresh_out, 
     from mitodet.evaluation.io import load_points
 
     cands = client.get(f"/api/images/{NAME}/candidates").get_json()["points"]
-    (x0, y0, s0), (x1, y1, s1), (x2, y2, s2) = cands[:3]
+    (x0, y0, s0, _), (x1, y1, s1, _), (x2, y2, s2, _) = cands[:3]
     review = {
         "threshold": 0.95,
         "points": [

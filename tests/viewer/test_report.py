@@ -33,7 +33,8 @@ def test_report_uses_the_review_where_there_is_one(client, fresh_out):
 
     cands = client.get(f"/api/images/{NAME}/candidates").get_json()["points"]
     pts = [
-        {"x": x, "y": y, "label": "mitosis", "origin": "model", "score": s, "reviewed": True} for x, y, s in cands[:2]
+        {"x": x, "y": y, "label": "mitosis", "origin": "model", "score": s, "reviewed": True}
+        for x, y, s, _ in cands[:2]
     ]
     assert client.post(f"/api/images/{NAME}/review", json={"threshold": 0.99, "points": pts}).status_code == 200
     assert main(["report", str(fresh_out), "--max-gallery", "1"]) == 0

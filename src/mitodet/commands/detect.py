@@ -160,6 +160,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "candidate at native resolution), and use the detector's own threshold",
     )
     p.add_argument(
+        "--no-atypical",
+        action="store_true",
+        help="do not classify the detections atypical / normal (the model's atypical/ classifier)",
+    )
+    p.add_argument(
         "--flip-tta",
         action="store_true",
         help="test-time augmentation: also run each tile mirrored and average the scores "
@@ -246,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         detector = Detector.load(
             args.model,
             second_stage=not args.no_second_stage,
+            atypical=not args.no_atypical,
             tile_px=args.tile_px,
             batch_size=args.batch_size,
             flip_tta=args.flip_tta,

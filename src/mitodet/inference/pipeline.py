@@ -42,7 +42,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -221,10 +221,10 @@ def model_fingerprint(detector) -> str:
 
     extra = json.dumps(to_dict(detector.config), sort_keys=True, default=str).encode()
     modules = [detector.model]
-    rescorer = getattr(detector, "rescorer", None)
-    if rescorer is not None:
-        extra += json.dumps(asdict(rescorer.config), sort_keys=True).encode()
-        modules.append(rescorer)
+    for stage in (getattr(detector, "rescorer", None), getattr(detector, "atypical", None)):
+        if stage is not None:
+            extra += json.dumps(asdict(stage.config), sort_keys=True).encode()
+            modules.append(stage)
     return state_digest(*modules, extra=extra)[:16]
 
 
@@ -255,6 +255,24 @@ def _complete_summary(marker: Path, key: str, out_dir: Path) -> dict[str, Any] |
     if not all((out_dir / name).is_file() for name in doc.get("outputs", [])):
         return None
     return doc
+
+
+def atypical_summary(prob: np.ndarray, threshold: float, readout: dict[str, Any]) -> dict[str, Any]:
+    """The atypical read-out of an image's detections: how many are called atypical (P >= the
+    classifier's threshold), their fraction, and per 10 HPF over the tissue."""
+    n = int((np.asarray(prob) >= threshold).sum())
+    total = int(len(prob))
+    area = readout.get("tissue_area_mm2") or 0.0
+    field_mm2 = readout.get("field_area_mm2") or DIGITAL_HPF_AREA_MM2
+    return {
+        "count": n,
+        "fraction": n / total if total else None,
+        "count_per_10hpf": 10.0 * n / (area / field_mm2) if area > 0 else None,
+        "threshold": threshold,
+        "mean_probability": float(np.mean(prob)) if total else None,
+        "note": "P(atypical) of every detection is in the CSV (atypical_probability); the classifier's accuracy "
+        "is in the model card",
+    }
 
 
 def summary_grid(mask, mpp: float):
@@ -414,7 +432,14 @@ def process_file(
         write_midog_json,
         write_summary,
     )
-    from mitodet.report.viz import draw_box, draw_detections, draw_evaluation, heatmap_overlay, save_image
+    from mitodet.report.viz import (
+        ATYPICAL_COLOR,
+        draw_box,
+        draw_detections,
+        draw_evaluation,
+        heatmap_overlay,
+        save_image,
+    )
 
     t0 = time.perf_counter()
     paths = output_paths(out_dir, name)
@@ -472,12 +497,27 @@ def process_file(
             src, mpp, threshold=0.0, tissue=opts.tissue, progress=opts.progress, thumbnail=(thumb, d)
         )
         det = candidates.above(check_threshold(opts.threshold, default=detector.threshold))
+        if getattr(detector, "atypical", None) is not None:  # atypical or normal, for every detection
+            t_a = time.perf_counter()
+            det = replace(det, atypical=detector.classify_atypical(src, det.points, mpp))
+            det.info["atypical_seconds"] = time.perf_counter() - t_a
         kind = src.kind
         source_info = src.describe()
         full = src.in_memory()
-    write_csv(paths["csv"], det.points, det.scores, mpp, first_scores=det.first_scores)
-    write_csv(paths["candidates"], candidates.points, candidates.scores, mpp, first_scores=candidates.first_scores)
-    write_midog_json(paths["midog"], det.points, det.scores, mpp)
+    write_csv(paths["csv"], det.points, det.scores, mpp, first_scores=det.first_scores, atypical=det.atypical)
+    cand_atypical = None  # the detections are the candidates' first len(det) rows (both by descending score)
+    if det.atypical is not None:
+        cand_atypical = np.full(len(candidates), np.nan)
+        cand_atypical[: len(det)] = det.atypical
+    write_csv(
+        paths["candidates"],
+        candidates.points,
+        candidates.scores,
+        mpp,
+        first_scores=candidates.first_scores,
+        atypical=cand_atypical,
+    )
+    write_midog_json(paths["midog"], det.points, det.scores, mpp, atypical=det.atypical)
     del candidates
 
     ev = None
@@ -504,6 +544,10 @@ def process_file(
     if mask is not None and not mask.mask.any():
         notes.append("no tissue found: nothing was analysed (check the overlay; --tissue off analyses everything)")
     summary = readout_summary(det.points, det.scores, mpp, det.image_shape, mask, opts.field_area_mm2)
+    atypical_thr = None
+    if det.atypical is not None:
+        atypical_thr = float(detector.atypical.config.threshold)
+        summary["atypical"] = atypical_summary(det.atypical, atypical_thr, summary)
     hot = summary.get("hotspot")
     hot_px = None if not hot else [float(v) / mpp for v in hot["box_um"]]
     write_geojson(
@@ -511,6 +555,8 @@ def process_file(
         det.points,
         det.scores,
         hotspot=None if hot_px is None else {"box_px": hot_px, "count": hot["count"], "n_fields": hot["n_fields"]},
+        atypical=det.atypical,
+        atypical_threshold=atypical_thr,
     )
     written = [paths[k].name for k in ("csv", "candidates", "geojson", "midog")]
     if mask is not None:  # the grid the read-out was taken on, for the viewer's layer and live read-out
@@ -534,6 +580,15 @@ def process_file(
         overlay = draw_evaluation(thumb, *(_to_thumb(p, d) for p in parts), radius_px=radius, width=width)
     else:
         overlay = draw_detections(thumb, _to_thumb(det.points, d), radius_px=radius, width=width)
+        if det.atypical is not None and (det.atypical >= atypical_thr).any():  # atypical ones: a second ring
+            overlay = draw_detections(
+                overlay,
+                _to_thumb(det.points[det.atypical >= atypical_thr], d),
+                radius_px=radius + 2 * width,
+                width=width,
+                color=ATYPICAL_COLOR,
+                shape="diamond",
+            )
     if hot_px is not None:
         box = [hot_px[0] / d[0], hot_px[1] / d[1], hot_px[2] / d[0], hot_px[3] / d[1]]
         tag = "whole image, extrapolated" if hot.get("extrapolated") else f"{hot['n_fields']} HPF"

@@ -53,6 +53,8 @@ class Detections:
             and with a second stage ``n_rescored`` (candidates it re-scored) and ``second_stage_seconds``...
         first_scores: (N,) the first stage's (detector's) scores when a second stage
             re-scored the candidates (``scores`` are then the combined scores), else None.
+        atypical: (N,) P(atypical) of each detection when the atypical classifier ran
+            (:meth:`Detector.classify_atypical`), else None.
     """
 
     points: np.ndarray
@@ -63,6 +65,7 @@ class Detections:
     tissue: Any = None
     info: dict = field(default_factory=dict, compare=False)
     first_scores: np.ndarray | None = field(default=None, compare=False)
+    atypical: np.ndarray | None = field(default=None, compare=False)
 
     def above(self, threshold: float) -> "Detections":
         keep = self.scores >= threshold
@@ -73,6 +76,7 @@ class Detections:
             scores=self.scores[keep],
             threshold=max(threshold, self.threshold),
             first_scores=first,
+            atypical=None if self.atypical is None else self.atypical[keep],
         )
 
     def __len__(self) -> int:
@@ -136,6 +140,7 @@ class Detector:
         backend: str = "torch",
         rescorer=None,
         device: str = "cpu",
+        atypical=None,
     ) -> None:
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
@@ -145,6 +150,7 @@ class Detector:
                 raise ValueError("the ONNX backend runs on the CPU; use backend 'torch' with a CUDA device")
             model = model.to(self.device)
             rescorer = None if rescorer is None else rescorer.to(self.device)
+            atypical = None if atypical is None else atypical.to(self.device)
         keep_freed_memory()  # glibc reuses freed tensors: 1.56x per HPF in benchmarks/speed.py (mitodet.runtime)
         self.torch_model = model.eval()  # the GLB heat-map needs the torch neck
         self.backend = backend
@@ -159,6 +165,7 @@ class Detector:
         self.model = model.eval()
         self.config = model.config
         self.rescorer = None if rescorer is None else rescorer.eval()
+        self.atypical = None if atypical is None else atypical.eval()
         stored = self.config.score_threshold if rescorer is None else rescorer.config.threshold
         self.threshold = check_threshold(threshold, default=float(stored))
         self.tile_px = int(tile_px)
@@ -171,21 +178,27 @@ class Detector:
         self.model_dir = None if model_dir is None else Path(model_dir)
 
     @classmethod
-    def load(cls, model: str | Path | None = "default", second_stage: bool = True, **kwargs) -> "Detector":
+    def load(
+        cls, model: str | Path | None = "default", second_stage: bool = True, atypical: bool = True, **kwargs
+    ) -> "Detector":
         """Load the bundled model (``"default"``) or a model folder written by ``mitodet train``.
 
         Args:
             model: ``"default"`` or a model folder.
             second_stage: run the folder's second stage (``rescorer/``) when it has one.
+            atypical: classify each detection atypical / normal with the folder's
+                ``atypical/`` classifier when it has one.
             **kwargs: go to :class:`Detector` (``threshold``, ``tile_px``, ``batch_size``,
                 ``device``...).
         """
+        from mitodet.models.atypical import has_atypical, load_atypical
         from mitodet.models.io import load_detector
         from mitodet.models.rescorer import has_rescorer, load_rescorer
 
         path = resolve_model_dir(model)
         rescorer = load_rescorer(path) if second_stage and has_rescorer(path) else None
-        return cls(load_detector(path), model_dir=path, rescorer=rescorer, **kwargs)
+        classifier = load_atypical(path) if atypical and has_atypical(path) else None
+        return cls(load_detector(path), model_dir=path, rescorer=rescorer, atypical=classifier, **kwargs)
 
     @property
     def mpp(self) -> float:
@@ -450,6 +463,25 @@ class Detector:
         )
         second = self.rescorer.probabilities(patches)
         return points, scores, combine_scores(scores, second, cfg.combine)
+
+    def classify_atypical(self, source, points: np.ndarray, mpp: float) -> np.ndarray:
+        """P(atypical) of each level-0 point of ``source`` (level-0 pixel size ``mpp``), from a
+        patch read at the classifier's own resolution; (N,) float64."""
+        from mitodet.models.rescorer import read_patches
+
+        if self.atypical is None:
+            raise ValueError("this model folder has no atypical classifier (atypical/)")
+        cfg = self.atypical.config
+        if not len(points):
+            return np.zeros(0)
+        patches = read_patches(
+            lambda x0, y0, x1, y1: source.read_region(0, (x0, y0, x1, y1)),
+            source.shape,
+            points,
+            cfg.patch_px * cfg.mpp / mpp,
+            cfg.patch_px,
+        )
+        return self.atypical.probabilities(patches)
 
     @torch.inference_mode()
     def glb_activation(

@@ -117,6 +117,7 @@ def _portable(detector):
             model_dir=detector.model_dir,
             backend=detector.backend,
             rescorer=detector.rescorer,
+            atypical=getattr(detector, "atypical", None),
         ),
     )
 

@@ -88,10 +88,12 @@ class RescorerConfig:
         return replace(self, **kw)
 
 
-class Rescorer(nn.Module):
-    """MobileNetV2 features -> global average pool -> one logit (mitosis vs not)."""
+class PatchClassifier(nn.Module):
+    """MobileNetV2 features -> global average pool -> one logit: the patch network of the
+    second stage (mitosis or not) and of the atypical classifier (atypical or normal).
+    ``config`` needs a ``temperature``."""
 
-    def __init__(self, config: RescorerConfig, weights_backbone: str | Path | None = None) -> None:
+    def __init__(self, config, weights_backbone: str | Path | None = None) -> None:
         super().__init__()
         from torchvision.models import mobilenet_v2
 
@@ -121,6 +123,10 @@ class Rescorer(nn.Module):
             t = t.to(self.mean.device).float() / 255.0
             out.append(torch.sigmoid(self(t) / float(self.config.temperature)).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
+
+
+class Rescorer(PatchClassifier):
+    """The second stage's patch network (:class:`PatchClassifier` with a :class:`RescorerConfig`)."""
 
 
 def combine_scores(first: np.ndarray, second: np.ndarray, how: str) -> np.ndarray:
@@ -173,20 +179,46 @@ def array_reader(image: np.ndarray):
     return lambda x0, y0, x1, y1: image[y0:y1, x0:x1]
 
 
+def save_patch_model(
+    model: PatchClassifier, folder: Path, key: str, config, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write ``folder/{model.safetensors, config.json}`` (atomic per file; ``config`` under ``key``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_save(
+        folder / WEIGHTS_NAME,
+        lambda tmp: save_file(state, tmp, metadata={"format": f"mitodet-{key}", "format_version": "1"}),
+    )
+    atomic_write_json(folder / CONFIG_NAME, {"format_version": 1, key: asdict(config), "extra": extra or {}})
+    return folder
+
+
+def load_patch_model(folder: Path, key: str, model_cls, config_cls, fix: str):
+    """Load what :func:`save_patch_model` wrote; errors name the file and ``fix``."""
+    cpath, wpath = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    try:
+        doc = json.loads(cpath.read_text(encoding="utf-8"))
+        cfg = config_cls.from_dict(doc[key])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{cpath} not found: the {key} needs {CONFIG_NAME} and {WEIGHTS_NAME}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{cpath} is not a mitodet {key} config ({exc}); {fix}") from None
+    model = model_cls(cfg)
+    try:
+        state = load_file(str(wpath))
+    except Exception as exc:  # safetensors' own error type, or OSError
+        raise ValueError(f"{wpath} cannot be read as safetensors ({type(exc).__name__}: {exc}); {fix}") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{wpath} does not fit the {key}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model.eval()
+
+
 def save_rescorer(
     model: Rescorer, model_dir: str | Path, config: RescorerConfig | None = None, extra: dict[str, Any] | None = None
 ) -> Path:
     """Write ``<model_dir>/rescorer/{model.safetensors, config.json}`` (atomic per file)."""
-    out = Path(model_dir) / RESCORER_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = config or model.config
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_save(
-        out / WEIGHTS_NAME,
-        lambda tmp: save_file(state, tmp, metadata={"format": "mitodet-rescorer", "format_version": "1"}),
-    )
-    atomic_write_json(out / CONFIG_NAME, {"format_version": 1, "rescorer": asdict(cfg), "extra": extra or {}})
-    return out
+    return save_patch_model(model, Path(model_dir) / RESCORER_DIR, "rescorer", config or model.config, extra)
 
 
 def has_rescorer(model_dir: str | Path) -> bool:
@@ -195,30 +227,14 @@ def has_rescorer(model_dir: str | Path) -> bool:
 
 def load_rescorer(model_dir: str | Path) -> Rescorer:
     """Load ``<model_dir>/rescorer``; errors name the file and the fix."""
-    folder = Path(model_dir) / RESCORER_DIR
-    cpath, wpath = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    try:
-        doc = json.loads(cpath.read_text(encoding="utf-8"))
-        cfg = RescorerConfig.from_dict(doc["rescorer"])
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{cpath} not found: the second stage needs {CONFIG_NAME} and {WEIGHTS_NAME}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{cpath} is not a mitodet rescorer config ({exc}); re-export it with "
-            "`mitodet train-rescorer`, or run without the second stage (--no-second-stage)"
-        ) from None
-    model = Rescorer(cfg)
-    try:
-        state = load_file(str(wpath))
-    except Exception as exc:  # safetensors' own error type, or OSError
-        raise ValueError(
-            f"{wpath} cannot be read as safetensors ({type(exc).__name__}: {exc}); copy it again, "
-            "or run without the second stage (--no-second-stage)"
-        ) from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{wpath} does not fit the rescorer: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return model.eval()
+    return load_patch_model(
+        Path(model_dir) / RESCORER_DIR,
+        "rescorer",
+        Rescorer,
+        RescorerConfig,
+        "copy it again or re-export it with `mitodet train-rescorer`, or run without the second stage "
+        "(--no-second-stage)",
+    )
 
 
 @torch.no_grad()

@@ -43,6 +43,8 @@ CASE_COLUMNS = (
     "precision",
     "recall",
     "f1",
+    "atypical_count",
+    "atypical_fraction",
 )
 
 
@@ -63,6 +65,8 @@ class CaseReadout:
     reason: str  # why withheld / extrapolated ("" when given)
     failed: list[str] = field(default_factory=list)
     evaluation: dict[str, Any] | None = None
+    atypical_count: int | None = None  # mitoses called atypical, when every image was classified
+    atypical_fraction: float | None = None
 
     @property
     def extrapolated(self) -> bool:
@@ -159,7 +163,13 @@ def case_readout(
 
         p, r, f1 = precision_recall_f1(tp, fp, fn)
         ev = {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r, "f1": f1, "images": len(evaluations)}
+    atypical_count = atypical_fraction = None
+    if summaries and all(s.get("atypical") for s in summaries):
+        atypical_count = int(sum(int(s["atypical"]["count"]) for s in summaries))
+        atypical_fraction = atypical_count / count if count else None
     return CaseReadout(
+        atypical_count=atypical_count,
+        atypical_fraction=atypical_fraction,
         case=case,
         images=[str(s.get("image", s.get("name", ""))) for s in summaries],
         count=count,
@@ -194,6 +204,10 @@ def case_markdown(c: CaseReadout) -> str:
         lines.append(f"| Nottingham mitotic score | **{c.score} (EXTRAPOLATED: {c.reason})** |")
     else:
         lines.append(f"| Nottingham mitotic score | withheld: {c.reason} |")
+    if c.atypical_count is not None:
+        frac = "n/a" if c.atypical_fraction is None else f"{100 * c.atypical_fraction:.0f} %"
+        per10 = "n/a" if not c.hpf_equivalents else f"{10 * c.atypical_count / c.hpf_equivalents:.1f}"
+        lines.append(f"| Called atypical | {c.atypical_count} ({frac} of the mitoses; {per10} per 10 HPF) |")
     if c.evaluation:
         e = c.evaluation
         lines.append(
@@ -238,6 +252,8 @@ def case_row(c: CaseReadout) -> dict[str, str]:
         "precision": _fmt(e.get("precision")),
         "recall": _fmt(e.get("recall")),
         "f1": _fmt(e.get("f1")),
+        "atypical_count": _fmt(c.atypical_count),
+        "atypical_fraction": _fmt(c.atypical_fraction),
     }
 
 

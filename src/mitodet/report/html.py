@@ -101,7 +101,13 @@ def _image_section(v, name: str, max_gallery: int) -> str:
         f"<tr><th>Per 10 HPF (tissue)</th><td>{_f(s.get('count_per_10hpf'))}</td></tr>"
         f"<tr><th>Hotspot</th><td>{_e(hot.get('count'))} in {_e(hot.get('n_fields'))} HPF: "
         f"{_f(hot.get('count_per_10hpf'))} per 10 HPF{' (extrapolated)' if hot.get('extrapolated') else ''}</td></tr>"
-        f"<tr><th>Nottingham score (this image)</th><td>{_e(n.get('score') if n.get('score') is not None else 'n/a')}</td></tr>"
+        + (
+            f"<tr><th>Called atypical</th><td>{_e(s['atypical']['count'])} (P(atypical) >= "
+            f"{s['atypical']['threshold']:.2f})</td></tr>"
+            if s.get("atypical")
+            else ""
+        )
+        + f"<tr><th>Nottingham score (this image)</th><td>{_e(n.get('score') if n.get('score') is not None else 'n/a')}</td></tr>"
         "</table>"
     )
     try:
@@ -165,7 +171,12 @@ def case_html(v, case: dict[str, Any], max_gallery: int = 60) -> str:
         f"<tr><th>Mitoses</th><td>{_e(case.get('count'))} in {_f(case.get('tissue_area_mm2'), 3)} mm² of tissue "
         f"({_f(case.get('hpf_equivalents'))} HPF)</td></tr>"
         f"<tr><th>Per 10 HPF</th><td>{_f(case.get('count_per_10hpf'))}</td></tr>"
-        f"<tr><th>Images</th><td>{len(case.get('names', []))} ({_e(case.get('n_reviewed', 0))} reviewed)</td></tr>"
+        + (
+            f"<tr><th>Called atypical</th><td>{_e(case['atypical_count'])} of {_e(case.get('count'))}</td></tr>"
+            if case.get("atypical_count") is not None
+            else ""
+        )
+        + f"<tr><th>Images</th><td>{len(case.get('names', []))} ({_e(case.get('n_reviewed', 0))} reviewed)</td></tr>"
         "</table>"
         f"<p class='muted'>{_e(rule)}</p>"
     )

@@ -50,6 +50,9 @@ DEFAULT_CLASSIFICATION = "Mitotic figure"
 HOTSPOT_CLASS = "Hotspot"
 DEFAULT_COLOR = (0, 158, 115)
 """Okabe-Ito bluish green, the detection colour of :mod:`mitodet.report.viz` too."""
+#: QuPath class of a detection the atypical classifier calls atypical (readers: a mitosis)
+ATYPICAL_CLASSIFICATION = "Atypical mitotic figure"
+ATYPICAL_RGB = (204, 121, 167)
 
 
 def write_merged_csv(path: str | os.PathLike[str], columns: Sequence[str], rows: Sequence[dict], key) -> Path:
@@ -111,8 +114,10 @@ def write_csv(
     scores: np.ndarray | None,
     mpp: float,
     first_scores: np.ndarray | None = None,
+    atypical: np.ndarray | None = None,
 ) -> Path:
-    """Write detections as CSV with header ``x,y,score,x_um,y_um`` (``,first_stage_score``).
+    """Write detections as CSV with header ``x,y,score,x_um,y_um`` (``,first_stage_score``)
+    (``,atypical_probability``).
 
     Args:
         path: output file.
@@ -121,6 +126,8 @@ def write_csv(
         mpp: micrometres per level-0 pixel.
         first_scores: ``(N,)`` the detector's own scores when a second stage re-scored the
             detections (``score`` is then the final one); adds a ``first_stage_score`` column.
+        atypical: ``(N,)`` P(atypical) of each detection (NaN: not classified); adds an
+            ``atypical_probability`` column.
     """
     pts = _points(points_px)
     m = _mpp(mpp)
@@ -129,10 +136,16 @@ def write_csv(
     wr = csv.writer(buf, lineterminator="\n")
     header = ["x", "y", "score", "x_um", "y_um"]
     extra = None if first_scores is None else _scores(first_scores, len(pts)).tolist()
-    wr.writerow(header if extra is None else [*header, "first_stage_score"])
+    atyp = None if atypical is None else _scores(atypical, len(pts)).tolist()
+    header += ([] if extra is None else ["first_stage_score"]) + ([] if atyp is None else ["atypical_probability"])
+    wr.writerow(header)
     for i, ((x, y), s) in enumerate(zip(pts.tolist(), sc.tolist())):
         row = [repr(x), repr(y), "" if math.isnan(s) else repr(s), repr(x * m), repr(y * m)]
-        wr.writerow(row if extra is None else [*row, repr(extra[i])])
+        if extra is not None:
+            row.append(repr(extra[i]))
+        if atyp is not None:
+            row.append("" if math.isnan(atyp[i]) else repr(atyp[i]))
+        wr.writerow(row)
     return atomic_write_text(path, buf.getvalue())
 
 
@@ -144,23 +157,33 @@ def geojson_features(
     color: Sequence[int] = DEFAULT_COLOR,
     measurement_name: str = "score",
     hotspot: dict[str, Any] | None = None,
+    atypical: np.ndarray | None = None,
+    atypical_threshold: float | None = None,
 ) -> dict[str, Any]:
     """The QuPath GeoJSON ``FeatureCollection`` of point detections, as a dict.
 
     See :func:`write_geojson` for the structure; ``hotspot`` (``{"box_px": [x0, y0, x1, y1],
-    "count": n}``) adds the hotspot as a rectangle annotation (class ``Hotspot``).
+    "count": n}``) adds the hotspot as a rectangle annotation (class ``Hotspot``);
+    ``atypical`` (P(atypical) per detection) classes those at or above ``atypical_threshold``
+    ``Atypical mitotic figure`` and adds the measurement ``atypical probability``.
     """
     pts = _points(points_px)
     sc = _scores(scores, len(pts))
     rgb = _color(color)
+    atyp = None if atypical is None else _scores(atypical, len(pts)).tolist()
     feats = []
-    for (x, y), s in zip(pts.tolist(), sc.tolist()):
-        props: dict[str, Any] = {
-            "objectType": "detection",
-            "classification": {"name": str(classification), "color": list(rgb)},
-        }
+    for i, ((x, y), s) in enumerate(zip(pts.tolist(), sc.tolist())):
+        cls_name, cls_rgb = str(classification), list(rgb)
+        if atyp is not None and atypical_threshold is not None and atyp[i] >= atypical_threshold:
+            cls_name, cls_rgb = ATYPICAL_CLASSIFICATION, list(ATYPICAL_RGB)
+        props: dict[str, Any] = {"objectType": "detection", "classification": {"name": cls_name, "color": cls_rgb}}
+        measurements: dict[str, float] = {}
         if not math.isnan(s):
-            props["measurements"] = {measurement_name: s}
+            measurements[measurement_name] = s
+        if atyp is not None and not math.isnan(atyp[i]):
+            measurements["atypical probability"] = atyp[i]
+        if measurements:
+            props["measurements"] = measurements
         feats.append(
             {
                 "type": "Feature",
@@ -196,6 +219,8 @@ def write_geojson(
     color: Sequence[int] = DEFAULT_COLOR,
     measurement_name: str = "score",
     hotspot: dict[str, Any] | None = None,
+    atypical: np.ndarray | None = None,
+    atypical_threshold: float | None = None,
 ) -> Path:
     """Write detections as QuPath-importable GeoJSON (File > Import objects, or drag and drop).
 
@@ -217,6 +242,8 @@ def write_geojson(
         measurement_name: name of the score measurement in QuPath's measurement table.
         hotspot: the read-out's hotspot (``box_px``, ``count``): also written, as a rectangle
             annotation of class ``Hotspot``.
+        atypical, atypical_threshold: P(atypical) per detection and the classifier's
+            threshold: detections at or above it get the class ``Atypical mitotic figure``.
     """
     fc = geojson_features(
         points_px,
@@ -225,6 +252,8 @@ def write_geojson(
         color=color,
         measurement_name=measurement_name,
         hotspot=hotspot,
+        atypical=atypical,
+        atypical_threshold=atypical_threshold,
     )
     return atomic_write_text(path, json.dumps(fc, allow_nan=False) + "\n")
 
@@ -236,13 +265,15 @@ def midog_points(
     *,
     threshold: float | None = None,
     name: str = "Points of interest",
+    atypical: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The grand-challenge "Multiple points" dict of :func:`write_midog_json`."""
     pts = _points(points_px)
     m = _mpp(mpp)
     sc = _scores(scores, len(pts), unit=True)
+    atyp = None if atypical is None else _scores(atypical, len(pts), unit=True).tolist()
     out = []
-    for (x, y), s in zip(pts.tolist(), sc.tolist()):
+    for i, ((x, y), s) in enumerate(zip(pts.tolist(), sc.tolist())):
         p: dict[str, Any] = {
             "name": "mitotic figure"
             if (threshold is None or math.isnan(s) or s >= threshold)
@@ -251,6 +282,8 @@ def midog_points(
         }
         if not math.isnan(s):
             p["probability"] = s
+        if atyp is not None and not math.isnan(atyp[i]):
+            p["atypical_probability"] = atyp[i]  # an extra key: grand-challenge's readers ignore it
         out.append(p)
     return {"name": name, "type": "Multiple points", "points": out, "version": {"major": 1, "minor": 0}}
 
@@ -263,6 +296,7 @@ def write_midog_json(
     *,
     threshold: float | None = None,
     name: str = "Points of interest",
+    atypical: np.ndarray | None = None,
 ) -> Path:
     """Write detections in the MIDOG / grand-challenge "Multiple points" JSON format.
 
@@ -283,7 +317,7 @@ def write_midog_json(
             detections that are already thresholded).
         name: top-level ``name``.
     """
-    d = midog_points(points_px, scores, mpp, threshold=threshold, name=name)
+    d = midog_points(points_px, scores, mpp, threshold=threshold, name=name, atypical=atypical)
     return atomic_write_text(path, json.dumps(d, allow_nan=False, indent=1) + "\n")
 
 
@@ -313,6 +347,13 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     ]
     if summary.get("score_threshold") is not None:
         lines.append(f"| Detection score threshold | {_fmt(summary['score_threshold'])} |")
+    at = summary.get("atypical")
+    if at:
+        frac = "n/a" if at.get("fraction") is None else f"{100 * at['fraction']:.0f} %"
+        lines += [
+            f"| Called atypical (P >= {_fmt(at.get('threshold'))}) | {at.get('count')} ({frac} of the mitoses) |",
+            f"| Atypical per {nf} HPF (whole tissue) | {_fmt(at.get('count_per_10hpf'), 1)} |",
+        ]
     hot = summary.get("hotspot")
     if hot:
         bx = hot.get("box_px") or hot.get("box_um")

@@ -128,6 +128,7 @@ def draw_detections(
 
 
 HOTSPOT_COLOR = (0, 114, 178)  # Okabe-Ito blue
+ATYPICAL_COLOR = (204, 121, 167)  # Okabe-Ito reddish purple: a mitosis called atypical
 
 
 def draw_box(

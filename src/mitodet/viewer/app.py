@@ -119,6 +119,7 @@ def create_app(out_dir: str | Path) -> Flask:
                     "n_candidates": int(len(sc)),
                     "field_area_mm2": s.get("field_area_mm2"),
                     "layers": {k: e.has(suffix) for k, suffix in LAYERS.items() if k != "overlay"},
+                    "atypical": s.get("atypical"),
                     "has_gt": gt is not None,
                     "gt_file": (s.get("evaluation") or {}).get("gt_file"),
                     "model": (s.get("model") or {}).get("preset"),
@@ -131,8 +132,9 @@ def create_app(out_dir: str | Path) -> Flask:
     @app.get("/api/images/<name>/candidates")
     def candidates(name: str):
         e = _entry_or_404(v, name)
-        pts, sc, _ = e.candidates()
-        return jsonify(finite({"points": [[x, y, s] for (x, y), s in zip(pts.tolist(), sc.tolist())]}))
+        pts, sc, atyp = e.candidates()
+        a = [None] * len(sc) if atyp is None else atyp.tolist()
+        return jsonify(finite({"points": [[x, y, s, p] for (x, y), s, p in zip(pts.tolist(), sc.tolist(), a)]}))
 
     @app.get("/api/images/<name>/readout")
     def readout(name: str):

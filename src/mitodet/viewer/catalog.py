@@ -99,7 +99,8 @@ class ImageEntry:
         return float(self.summary.get("score_threshold") or 0.0)
 
     def candidates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``(points, scores, first_stage_scores)`` of every candidate, by descending score:
+        """``(points, scores, atypical)`` of every candidate, by descending score (``atypical``:
+        P(atypical), NaN where not classified; None without the classifier):
         ``NAME.candidates.csv``, or ``NAME.csv`` (the detections at the operating threshold)
         for folders written before candidates were kept."""
         with self._lock:
@@ -142,16 +143,17 @@ class ImageEntry:
 
 
 def read_detection_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``detect``'s ``x,y,score,...[,first_stage_score]`` CSV, by descending score."""
+    """``detect``'s ``x,y,score,...[,atypical_probability]`` CSV -> (points, scores,
+    atypical or None), by descending score."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     pts = np.array([[float(r["x"]), float(r["y"])] for r in rows], dtype=np.float64).reshape(-1, 2)
     sc = np.array([float(r["score"]) if r.get("score") else np.nan for r in rows], dtype=np.float64)
-    first = None
-    if rows and "first_stage_score" in rows[0]:
-        first = np.array([float(r["first_stage_score"]) for r in rows], dtype=np.float64)
+    atyp = None
+    if rows and "atypical_probability" in rows[0]:
+        atyp = np.array([float(r["atypical_probability"] or "nan") for r in rows], dtype=np.float64)
     order = np.argsort(-np.nan_to_num(sc, nan=-1.0), kind="stable")
-    return pts[order], sc[order], None if first is None else first[order]
+    return pts[order], sc[order], None if atyp is None else atyp[order]
 
 
 class Catalog:

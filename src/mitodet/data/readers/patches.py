@@ -57,8 +57,11 @@ def read_amibr(root: str | Path, *, crop_size: int = 128, require_images: bool =
         pixels, the crop's own mitosis first; labels all 1 (no hard negatives are given);
         ``mpp`` 0.25; ``slide`` ``f"{dataset}:{slide}"`` (``"MIDOG21:002.tiff"``);
         ``domain`` the dataset (``"MIDOG21"``/``"TUPAC16"``); ``extra`` holds
-        ``"atypical"`` (N,) bools (the ``label`` column of each mitosis) and ``"origin"``
-        (x, y) of crop pixel (0, 0) in slide pixels.
+        ``"atypical"`` (N,) bools (the ``label`` column of each mitosis: the consensus of
+        three experts), ``"origin"`` (x, y) of crop pixel (0, 0) in slide pixels, and
+        ``"experts"``: the crop's own mitosis as two experts labelled it (``expert1_label``,
+        ``expert2_label``: ``"AMF segregation"``, ``"NMF metaphase"``...; empty without the
+        columns).
 
     Raises:
         ValueError: ``crop_size`` < 2.
@@ -74,7 +77,7 @@ def read_amibr(root: str | Path, *, crop_size: int = 128, require_images: bool =
     except FileNotFoundError:
         raise format_error(csv_path, None, "file not found", "Restore amibr.csv from AMi-Br") from None
     half = crop_size // 2
-    rows: list[tuple[int, Path, str, str, float, float, bool]] = []
+    rows: list[tuple[int, Path, str, str, float, float, bool, tuple[str, ...]]] = []
     with handle:
         reader = csv.reader(handle)
         header = [c.strip() for c in next(reader, [])]
@@ -122,7 +125,8 @@ def read_amibr(root: str | Path, *, crop_size: int = 128, require_images: bool =
                     f"crop {image} not found",
                     "Restore the crop, or pass require_images=False",
                 )
-            rows.append((line, image, dataset, slide, x, y, _AMIBR_LABELS[label]))
+            experts = tuple(row[header.index(c)].strip() for c in ("expert1_label", "expert2_label") if c in header)
+            rows.append((line, image, dataset, slide, x, y, _AMIBR_LABELS[label], experts))
     by_slide: dict[tuple[str, str], list[int]] = {}
     for i, r in enumerate(rows):
         by_slide.setdefault((r[2], r[3]), []).append(i)
@@ -144,7 +148,7 @@ def read_amibr(root: str | Path, *, crop_size: int = 128, require_images: bool =
                 slide=f"{dataset}:{slide}",
                 domain=dataset,
                 source="amibr",
-                extra={"atypical": atypical[order], "origin": tuple(origin.tolist())},
+                extra={"atypical": atypical[order], "origin": tuple(origin.tolist()), "experts": rows[i][7]},
             )
     return records  # type: ignore[return-value]
 

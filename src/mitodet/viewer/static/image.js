@@ -45,6 +45,8 @@
   await new Promise((res) => viewer.addOnceHandler("open", res));
   const item = viewer.world.getItemAt(0);
 
+  const atypicalThr = info.atypical ? info.atypical.threshold : null;
+  const atypicalAt = (i) => atypicalThr !== null && cands[i][3] !== null && cands[i][3] >= atypicalThr;
   const shown = (i) => state[i] === "mitosis" || state[i] === "not_mitosis" || cands[i][2] >= threshold;
   let hotEl = null;
   let truth = null; // evaluation from the server at the current threshold
@@ -98,6 +100,7 @@
       if (state[i] === "mitosis") ring(p.x, p.y, R + 4, "#009e73", 3);
       if (state[i] === "not_mitosis") ring(p.x, p.y, R + 4, "#d55e00", 3, [4, 3]);
       ring(p.x, p.y, R, colour, 3, state[i] === "not_mitosis" ? [4, 3] : null);
+      if (atypicalAt(i)) ring(p.x, p.y, R - 5, "#cc79a7", 3); // called atypical: an inner ring
       if (i === selected) ring(p.x, p.y, R + 8, "#ffffff", 2);
     }
     added.forEach((a, j) => {
@@ -129,7 +132,7 @@
     const byTruth = $("colour-by").value === "truth" && truth;
     $("legend").innerHTML = byTruth
       ? '<span class="sw" style="border-color:#009e73"></span>TP <span class="sw" style="border-color:#d55e00"></span>FP <span class="sw fn"></span>FN (missed)'
-      : `<span class="ramp"></span> score ${lo.toFixed(2)} → 1 · <span class="sw yes"></span>confirmed <span class="sw no"></span>rejected <span class="sw added"></span>added`;
+      : `<span class="ramp"></span> score ${lo.toFixed(2)} → 1 · <span class="sw yes"></span>confirmed <span class="sw no"></span>rejected <span class="sw added"></span>added${atypicalThr !== null ? ' <span class="sw" style="border-color:#cc79a7"></span>atypical (inner ring)' : ""}`;
     draw();
   }
   // --- threshold and the live read-out (computed by the server, as detect computes it)
@@ -150,6 +153,11 @@
     } catch (e) { showError(`read-out: ${e.message}`); return; }
     if (seq !== readoutSeq) return; // a newer request is on its way
     $("count").textContent = String(r.count);
+    if (atypicalThr !== null) {
+      let n = 0, k = 0;
+      for (let i = 0; i < cands.length; i++) if (cands[i][2] >= t) { k += 1; if (atypicalAt(i)) n += 1; }
+      $("atypical").textContent = `${n} of ${k} (P ≥ ${atypicalThr.toFixed(2)})`;
+    }
     $("tissue").textContent = `${mitodet.fmt(r.tissue_area_mm2, 3)} mm² (${mitodet.fmt(r.tissue_area_mm2 / r.field_area_mm2)} HPF)`;
     $("per-mm2").textContent = mitodet.fmt(r.count_per_mm2, 2);
     $("per10").textContent = mitodet.fmt(r.count_per_10hpf);
@@ -308,6 +316,10 @@
         t.appendChild(img);
         const cap = mitodet.el("figcaption");
         cap.appendChild(mitodet.el("span", { class: "sc" }, cands[i][2].toFixed(3)));
+        if (cands[i][3] !== null && cands[i][3] !== undefined) {
+          const a = mitodet.el("span", { class: atypicalAt(i) ? "at yes" : "at", title: "P(atypical)" }, `A ${cands[i][3].toFixed(2)}`);
+          cap.appendChild(a);
+        }
         cap.appendChild(mitodet.el("span", { class: "lab" }, tileLabel(i)));
         t.appendChild(cap);
         t.addEventListener("click", () => select(i, true));

@@ -116,6 +116,35 @@ def table(rows: list[dict], name: str) -> str:
     return "\n".join(out)
 
 
+def speed(model_dir: Path, threads: int, n: int = 60, repeats: int = 3) -> str:
+    """Seconds the classifier adds: ``n`` detections of the shipped sample classified, median of
+    ``repeats``; per detection, and per HPF at a few mitotic densities."""
+    import numpy as np
+    import torch
+
+    from _common import median_time
+    from mitodet.inference.predictor import Detector
+    from mitodet.inference.slide import open_image
+
+    torch.set_num_threads(threads)
+    det = Detector.load(model_dir)
+    if det.atypical is None:
+        raise SystemExit(f"{model_dir} has no atypical/ classifier")
+    rng = np.random.default_rng(0)
+    with open_image(ROOT / "samples" / "CMU-1-Small-Region.svs") as src:
+        h, w = src.shape
+        pts = np.stack([rng.uniform(100, w - 100, n), rng.uniform(100, h - 100, n)], axis=1)
+        det.classify_atypical(src, pts[:4], 0.499)  # warm-up
+        t, _ = median_time(lambda: det.classify_atypical(src, pts, 0.499), repeats)
+    per = t / n
+    members = int(det.atypical.config.members)
+    dens = ", ".join(f"{k} per HPF: {k * per:.3f} s" for k in (5, 20, 50))
+    return (
+        f"{members} network(s), {threads} torch thread(s): {per * 1000:.1f} ms per detection "
+        f"(median of {repeats} runs of {n}); added per HPF with {dens}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "atypical.json", help="training config")
@@ -128,7 +157,14 @@ def main() -> int:
     ap.add_argument("--table-only", action="store_true", help="print the table of an earlier run's rows.json")
     ap.add_argument("--doc", type=Path, default=None, help="also write the table to this Markdown file")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 2 folds of 1 epoch on 160 crops per set")
+    ap.add_argument(
+        "--speed", type=Path, default=None, metavar="MODEL", help="only time MODEL's classifier per detection"
+    )
     args = ap.parse_args()
+    if args.speed is not None:
+        print(f"Command: `{command_line()}`\n\n{speed(args.speed, args.threads)}")
+        return 0
     import torch
 
     from mitodet.data.spec import default_data_root
@@ -136,6 +172,15 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
+    if args.quick:
+        import tempfile
+
+        cfg = type(cfg).from_dict({**cfg.to_dict(), "epochs": 1, "folds": 2})
+        root = args.data if args.data is not None else default_data_root()
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = benchmark(cfg, root, tmp, args.weights_backbone, progress=False, limit=160)
+        print(table(rows, "mitodet MobileNetV2 (QUICK smoke test: not a result)"))
+        return 0
     if args.table_only:
         rows = json.loads((args.out / "rows.json").read_text())
     else:

@@ -154,7 +154,14 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=200, help="tile requests to time (default 200)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random tile addresses")
     ap.add_argument("--doc", type=Path, default=None, help="also write the table to this Markdown file")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads of the detect run (default: torch's)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: a 6,000 px slide, 20 tiles, a temporary folder")
     args = ap.parse_args()
+    if args.quick:
+        import tempfile
+
+        tmp = tempfile.TemporaryDirectory()
+        args.work, args.size, args.block, args.requests, args.doc = Path(tmp.name), 6000, 1000, 20, None
     args.work.mkdir(parents=True, exist_ok=True)
     slide = args.work / f"synthetic-{args.size}.tif"
     if not slide.is_file():
@@ -165,7 +172,8 @@ def main() -> int:
         print(f"wrote {slide} ({slide.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s", flush=True)
     out = args.work / "out"
     mitodet = [sys.executable, "-m", "mitodet.cli"]
-    subprocess.run([*mitodet, "detect", str(slide), "--out", str(out), "--no-progress"], check=True)
+    threads = [] if args.threads is None else ["--threads", str(args.threads)]
+    subprocess.run([*mitodet, "detect", str(slide), "--out", str(out), "--no-progress", *threads], check=True)
     name = slide.stem
     summary = json.loads((out / f"{name}.summary.json").read_text())
 

@@ -171,3 +171,24 @@ def test_other_quick_modes(script, extra, threads, marker):
 def test_other_quick_modes_on_the_real_data(shared_data, script, extra, threads, marker):
     out = run_quick(script, *extra, threads=threads)
     assert marker in out, out[-2000:]
+
+
+def test_viewer_quick():
+    out = run_quick("viewer.py")
+    assert "tile latency" in out and "server answers" in out
+
+
+def test_atypical_quick(shared_data):
+    out = run_quick("atypical.py", "--data", str(shared_data))
+    assert "QUICK smoke test" in out and "AtNorM-MD" in out
+
+
+def test_atypical_speed():
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "atypical.py"), "--speed", "default", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ms per detection" in proc.stdout and "5 network(s)" in proc.stdout

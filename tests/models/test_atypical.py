@@ -44,6 +44,27 @@ def test_files_round_trip_and_bad_files_name_the_fix(tmp_path):
         AtypicalConfig.from_dict({"threshold": 0.5, "colour": "red"})
 
 
+def test_an_ensemble_averages_its_members_and_round_trips(tmp_path):
+    from mitodet.models.atypical import (
+        AtypicalClassifier,
+        AtypicalConfig,
+        AtypicalEnsemble,
+        load_atypical,
+        save_atypical,
+    )
+
+    torch.manual_seed(0)
+    ens = AtypicalEnsemble(AtypicalConfig(members=3))
+    patches = np.random.default_rng(1).integers(0, 255, (4, 128, 128, 3), dtype=np.uint8)
+    each = [m.probabilities(patches) for m in ens.members]
+    np.testing.assert_allclose(ens.probabilities(patches), np.mean(each, axis=0))
+    save_atypical(ens, tmp_path)
+    back = load_atypical(tmp_path)
+    assert isinstance(back, AtypicalEnsemble) and len(back.members) == 3
+    np.testing.assert_allclose(back.probabilities(patches), ens.probabilities(patches))
+    assert isinstance(AtypicalClassifier(AtypicalConfig()), AtypicalClassifier)
+
+
 def test_metrics_and_split_follow_the_protocol():
     from mitodet.engine.atypical_train import AtypicalTrainConfig, CropSet, metrics, protocol_split
 

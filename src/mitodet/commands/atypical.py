@@ -30,6 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights-backbone", type=Path, default=None, help="ImageNet MobileNetV2 weights (.pth, torchvision's)"
     )
+    p.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="train the benchmark's fold models (in --work, resumable) and write them as one averaged classifier",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path("runs/atypical-bench"),
+        help="fold models for --ensemble (default runs/atypical-bench)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -48,8 +59,16 @@ def run(args: argparse.Namespace) -> int:
         return fail("train-atypical", f"{root} lacks {', '.join(missing)}/; give --data the folder holding them")
     if args.weights_backbone is not None and not args.weights_backbone.is_file():
         return fail("train-atypical", f"{args.weights_backbone}: no such weights file")
-    info = train_atypical(cfg, root, args.out, args.weights_backbone, progress=not args.no_progress)
+    try:
+        if args.ensemble:
+            from mitodet.engine.atypical_train import train_atypical_ensemble
+
+            info = train_atypical_ensemble(cfg, root, args.out, args.work, args.weights_backbone, not args.no_progress)
+        else:
+            info = train_atypical(cfg, root, args.out, args.weights_backbone, progress=not args.no_progress)
+    except ValueError as exc:
+        return fail("train-atypical", str(exc))
     for name, m in info["measured"].items():
         print(f"{name}: balanced accuracy {m['balanced_accuracy']:.4f}, AUROC {m['auroc']:.4f} (n {m['n']})")
-    print(f"wrote {Path(args.out) / 'atypical'} (best epoch {info['best_epoch']}, {info['train_s']:.0f} s)")
+    print(f"wrote {Path(args.out) / 'atypical'}")
     return 0

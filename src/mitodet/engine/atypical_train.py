@@ -275,8 +275,10 @@ def benchmark(
     out_dir: str | Path,
     weights_backbone: str | Path | None,
     progress: bool = True,
+    limit: int | None = None,
 ) -> list[dict]:
-    """The AMi-Br benchmark protocol: per fold, train (or reuse ``out_dir/foldK`` from an
+    """The AMi-Br benchmark protocol (``limit``: a random ``limit`` crops of each set, for a
+    smoke test): per fold, train (or reuse ``out_dir/foldK`` from an
     earlier run: resumable), then test on AMi-Br's test part, AtNorM-Br and AtNorM-MD; last,
     the mean probability of the fold models (``fold: "ensemble"``). Rows go to
     ``out_dir/rows.json`` as they come."""
@@ -286,6 +288,10 @@ def benchmark(
     size = int(cfg.atypical.patch_px)
     amibr = load_amibr(root / "amibr", size)
     tests = [load_atnorm(root / "atnorm_br", "AtNorM-Br", size), load_atnorm(root / "atnorm_md", "AtNorM-MD", size)]
+    if limit is not None:
+        rng = np.random.default_rng(0)
+        amibr = amibr.subset(np.sort(rng.permutation(len(amibr))[:limit]))
+        tests = [t.subset(np.sort(rng.permutation(len(t))[:limit])) for t in tests]
     test_idx, folds = protocol_split(amibr, cfg)
     sets = [amibr.subset(test_idx), *tests]
     rows: list[dict] = []
@@ -332,6 +338,41 @@ def benchmark(
     return rows
 
 
+def train_atypical_ensemble(
+    cfg: AtypicalTrainConfig,
+    data_root: str | Path,
+    model_dir: str | Path,
+    work_dir: str | Path,
+    weights_backbone: str | Path | None,
+    progress: bool = True,
+) -> dict:
+    """The benchmark's fold models as one classifier (their probabilities averaged): runs
+    :func:`benchmark` in ``work_dir`` (reusing the folds an earlier run of the same config
+    finished there), then writes ``model_dir/atypical`` with the ensemble's measured accuracy."""
+    from mitodet.models.atypical import AtypicalEnsemble
+
+    work = Path(work_dir)
+    done = work / "config.json"
+    if done.is_file() and AtypicalTrainConfig.from_dict(json.loads(done.read_text())) != cfg:
+        raise ValueError(f"{work} holds folds of another config; give another --work, or the config of {done}")
+    rows = benchmark(cfg, data_root, work, weights_backbone, progress)
+    ens = AtypicalEnsemble(cfg.atypical.replace(members=cfg.folds))
+    for k, member in enumerate(ens.members, 1):
+        member.load_state_dict(load_atypical(work / f"fold{k}").state_dict())
+    measured = {
+        r["set"]: {k: v for k, v in r.items() if k not in ("fold", "set")} for r in rows if r["fold"] == "ensemble"
+    }
+    extra = {
+        "trained_on": f"AMi-Br: {cfg.folds} models, one per slide-grouped fold of its training part "
+        "(AtNorM-Br and AtNorM-MD never seen)",
+        "measured": measured,
+        "per_fold": [r for r in rows if r["fold"] != "ensemble"],
+        "config": cfg.to_dict(),
+    }
+    save_atypical(ens, model_dir, extra=extra)
+    return extra
+
+
 def train_atypical(
     cfg: AtypicalTrainConfig,
     data_root: str | Path,
@@ -339,7 +380,7 @@ def train_atypical(
     weights_backbone: str | Path | None,
     progress: bool = True,
 ) -> dict:
-    """The model to ship: trained on AMi-Br's training part (fold 1's validation crops pick the
+    """One model: trained on AMi-Br's training part (fold 1's validation crops pick the
     epoch), never on AtNorM; written to ``model_dir/atypical`` with its measured accuracy."""
     root = Path(data_root)
     size = int(cfg.atypical.patch_px)

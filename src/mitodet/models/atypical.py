@@ -19,6 +19,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from mitodet.checks import check_threshold
 from mitodet.models.rescorer import CONFIG_NAME, PatchClassifier, load_patch_model, save_patch_model
 
@@ -37,6 +40,8 @@ class AtypicalConfig:
         mpp: micrometres per pixel of the patch.
         temperature: the logit is divided by it before the sigmoid.
         threshold: probability at and above which a mitosis is called atypical.
+        members: how many networks average their probabilities (the fold models of the
+            benchmark, :class:`AtypicalEnsemble`); 1: one network.
     """
 
     arch: str = "mobilenet_v2"
@@ -45,8 +50,11 @@ class AtypicalConfig:
     mpp: float = 0.25
     temperature: float = 1.0
     threshold: float = 0.5
+    members: int = 1
 
     def __post_init__(self) -> None:
+        if int(self.members) < 1:
+            raise ValueError(f"atypical members must be >= 1, got {self.members!r}")
         if self.arch != "mobilenet_v2":
             raise ValueError(f"atypical arch must be 'mobilenet_v2', got {self.arch!r}")
         if not 16 <= int(self.input_px) <= int(self.patch_px):
@@ -78,7 +86,26 @@ class AtypicalClassifier(PatchClassifier):
         return super().probabilities(centre, batch_size)
 
 
-def save_atypical(model: AtypicalClassifier, model_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+class AtypicalEnsemble(torch.nn.Module):
+    """``config.members`` classifiers whose probabilities are averaged."""
+
+    def __init__(self, config: AtypicalConfig) -> None:
+        super().__init__()
+        self.config = config
+        one = config.replace(members=1)
+        self.members = torch.nn.ModuleList(AtypicalClassifier(one) for _ in range(int(config.members)))
+
+    def probabilities(self, patches, batch_size: int = 128):
+        return np.mean([m.probabilities(patches, batch_size) for m in self.members], axis=0)
+
+
+def _build(config: AtypicalConfig):
+    return AtypicalEnsemble(config) if int(config.members) > 1 else AtypicalClassifier(config)
+
+
+def save_atypical(
+    model: AtypicalClassifier | AtypicalEnsemble, model_dir: str | Path, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``<model_dir>/atypical/{model.safetensors, config.json}`` (atomic per file)."""
     return save_patch_model(model, Path(model_dir) / ATYPICAL_DIR, "atypical", model.config, extra)
 
@@ -87,12 +114,12 @@ def has_atypical(model_dir: str | Path) -> bool:
     return (Path(model_dir) / ATYPICAL_DIR / CONFIG_NAME).is_file()
 
 
-def load_atypical(model_dir: str | Path) -> AtypicalClassifier:
+def load_atypical(model_dir: str | Path) -> AtypicalClassifier | AtypicalEnsemble:
     """Load ``<model_dir>/atypical``; errors name the file and the fix."""
     return load_patch_model(
         Path(model_dir) / ATYPICAL_DIR,
         "atypical",
-        AtypicalClassifier,
+        _build,
         AtypicalConfig,
         "copy it again or retrain it with `mitodet train-atypical`, or run without it (--no-atypical)",
     )

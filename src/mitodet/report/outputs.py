@@ -81,15 +81,18 @@ def _points(points: object) -> np.ndarray:
     return as_points(points, "points")
 
 
-def _scores(scores: object, n: int, *, unit: bool = False) -> np.ndarray:
+def _scores(scores: object, n: int, *, unit: bool = False, missing_ok: bool = False) -> np.ndarray:
+    """``(n,)`` float scores; NaN marks a missing one only with ``missing_ok``."""
     if scores is None:
         return np.full(n, np.nan)
     sc = np.asarray(scores, dtype=np.float64).reshape(-1)
     if len(sc) != n:
         raise ValueError(f"{n} points but {len(sc)} scores")
-    if not np.all(np.isfinite(sc)):
+    bad = ~np.isfinite(sc) & ~(np.isnan(sc) if missing_ok else False)
+    if np.any(bad):
         raise ValueError("scores contain non-finite values")
-    if unit and np.any((sc < 0) | (sc > 1)):
+    sc_ok = sc[np.isfinite(sc)]
+    if unit and np.any((sc_ok < 0) | (sc_ok > 1)):
         raise ValueError(f"scores must lie in [0, 1] for this format, got min {sc.min():g}, max {sc.max():g}")
     return sc
 
@@ -136,7 +139,7 @@ def write_csv(
     wr = csv.writer(buf, lineterminator="\n")
     header = ["x", "y", "score", "x_um", "y_um"]
     extra = None if first_scores is None else _scores(first_scores, len(pts)).tolist()
-    atyp = None if atypical is None else _scores(atypical, len(pts)).tolist()
+    atyp = None if atypical is None else _scores(atypical, len(pts), missing_ok=True).tolist()
     header += ([] if extra is None else ["first_stage_score"]) + ([] if atyp is None else ["atypical_probability"])
     wr.writerow(header)
     for i, ((x, y), s) in enumerate(zip(pts.tolist(), sc.tolist())):

@@ -111,6 +111,7 @@ def test_detect_writes_the_class_everywhere(tiny_model_dir, tmp_path, threshold,
     points = [n for n in names if n != "Hotspot"]
     assert set(points) == {"Atypical mitotic figure" if called else "Mitotic figure"}
     assert load_points(out / "f.geojson")["f"].labels.tolist() == [1] * len(rows)  # atypical ones are mitoses
+    assert len(load_points(out / "f.csv")["f"].points) == len(rows)  # the new column does not stop the CSV reader
     midog = json.loads((out / "f.midog.json").read_text())["points"]
     assert [p["atypical_probability"] for p in midog] == pytest.approx([float(r["atypical_probability"]) for r in rows])
     case = json.loads((out / "case.case.json").read_text())

@@ -35,7 +35,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     "domain": ("domain", "scanner"),
 }
 #: columns ``mitodet detect`` writes beside x, y, score: read and ignored
-IGNORED_COLUMNS = ("x_um", "y_um", "first_stage_score")
+IGNORED_COLUMNS = ("x_um", "y_um", "first_stage_score", "atypical_probability")
 
 #: accepted spellings of a label (case-insensitive, surrounding spaces ignored), in every
 #: point format mitodet reads (points CSV for training, ``mitodet evaluate``, ``detect --gt``)

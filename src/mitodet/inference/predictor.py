@@ -87,6 +87,20 @@ class Detections:
         return self.points * self.mpp
 
 
+def source_patches(source, points: np.ndarray, mpp: float, cfg) -> np.ndarray:
+    """Patches of ``cfg.patch_px`` at ``cfg.mpp`` around level-0 ``points`` of an image source
+    whose level-0 pixel size is ``mpp`` (a patch stage's input: second stage, atypical)."""
+    from mitodet.models.rescorer import read_patches
+
+    return read_patches(
+        lambda x0, y0, x1, y1: source.read_region(0, (x0, y0, x1, y1)),
+        source.shape,
+        points,
+        cfg.patch_px * cfg.mpp / mpp,
+        cfg.patch_px,
+    )
+
+
 def resolve_model_dir(model: str | Path | None) -> Path:
     """``None`` / ``"default"`` -> the bundled model; anything else must be a model folder."""
     if model is None or str(model) == "default":
@@ -449,39 +463,22 @@ class Detector:
         """The second stage: candidates (level-0 ``points``, first-stage ``scores``) of ``source``
         (level-0 pixel size ``mpp``) -> (points, first-stage scores, combined scores) of the
         candidates scoring at least the rescorer's ``min_candidate_score``."""
-        from mitodet.models.rescorer import combine_scores, read_patches
+        from mitodet.models.rescorer import combine_scores
 
         cfg = self.rescorer.config
         keep = scores >= cfg.min_candidate_score
         points, scores = points[keep], scores[keep]
-        patches = read_patches(
-            lambda x0, y0, x1, y1: source.read_region(0, (x0, y0, x1, y1)),
-            source.shape,
-            points,
-            cfg.patch_px * cfg.mpp / mpp,
-            cfg.patch_px,
-        )
-        second = self.rescorer.probabilities(patches)
+        second = self.rescorer.probabilities(source_patches(source, points, mpp, cfg))
         return points, scores, combine_scores(scores, second, cfg.combine)
 
     def classify_atypical(self, source, points: np.ndarray, mpp: float) -> np.ndarray:
         """P(atypical) of each level-0 point of ``source`` (level-0 pixel size ``mpp``), from a
         patch read at the classifier's own resolution; (N,) float64."""
-        from mitodet.models.rescorer import read_patches
-
         if self.atypical is None:
             raise ValueError("this model folder has no atypical classifier (atypical/)")
-        cfg = self.atypical.config
         if not len(points):
             return np.zeros(0)
-        patches = read_patches(
-            lambda x0, y0, x1, y1: source.read_region(0, (x0, y0, x1, y1)),
-            source.shape,
-            points,
-            cfg.patch_px * cfg.mpp / mpp,
-            cfg.patch_px,
-        )
-        return self.atypical.probabilities(patches)
+        return self.atypical.probabilities(source_patches(source, points, mpp, self.atypical.config))
 
     @torch.inference_mode()
     def glb_activation(

@@ -160,8 +160,8 @@ def main() -> int:
     if args.quick:
         import tempfile
 
-        tmp = tempfile.TemporaryDirectory()
-        args.work, args.size, args.block, args.requests, args.doc = Path(tmp.name), 6000, 1000, 20, None
+        scratch = tempfile.TemporaryDirectory()  # kept alive (and removed) with main's frame
+        args.work, args.size, args.block, args.requests, args.doc = Path(scratch.name), 6000, 1000, 20, None
     args.work.mkdir(parents=True, exist_ok=True)
     slide = args.work / f"synthetic-{args.size}.tif"
     if not slide.is_file():
@@ -169,7 +169,7 @@ def main() -> int:
         tmp = slide.with_suffix(".tif.part")
         write_slide(tmp, args.size, args.block)
         tmp.replace(slide)
-        print(f"wrote {slide} ({slide.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s", flush=True)
+        print(f"made the slide {slide} ({slide.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s", flush=True)
     out = args.work / "out"
     mitodet = [sys.executable, "-m", "mitodet.cli"]
     threads = [] if args.threads is None else ["--threads", str(args.threads)]

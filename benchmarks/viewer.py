@@ -169,7 +169,10 @@ def main() -> int:
         tmp = slide.with_suffix(".tif.part")
         write_slide(tmp, args.size, args.block)
         tmp.replace(slide)
-        print(f"made the slide {slide} ({slide.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s", flush=True)
+        print(
+            f"made the slide {slide} ({slide.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s",
+            flush=True,
+        )
     out = args.work / "out"
     mitodet = [sys.executable, "-m", "mitodet.cli"]
     threads = [] if args.threads is None else ["--threads", str(args.threads)]

@@ -154,9 +154,14 @@
     if (seq !== readoutSeq) return; // a newer request is on its way
     $("count").textContent = String(r.count);
     if (atypicalThr !== null) {
-      let n = 0, k = 0;
-      for (let i = 0; i < cands.length; i++) if (cands[i][2] >= t) { k += 1; if (atypicalAt(i)) n += 1; }
-      $("atypical").textContent = `${n} of ${k} (P ≥ ${atypicalThr.toFixed(2)})`;
+      let n = 0, k = 0, none = 0;
+      for (let i = 0; i < cands.length; i++) {
+        if (cands[i][2] < t) continue;
+        if (cands[i][3] === null) { none += 1; continue; } // below the operating threshold: not classified
+        k += 1;
+        if (atypicalAt(i)) n += 1;
+      }
+      $("atypical").textContent = `${n} of ${k} classified (P ≥ ${atypicalThr.toFixed(2)})` + (none ? `; ${none} not classified` : "");
     }
     $("tissue").textContent = `${mitodet.fmt(r.tissue_area_mm2, 3)} mm² (${mitodet.fmt(r.tissue_area_mm2 / r.field_area_mm2)} HPF)`;
     $("per-mm2").textContent = mitodet.fmt(r.count_per_mm2, 2);

@@ -348,11 +348,14 @@ OVERLAY_MPP = 0.5
 MIN_IMAGE_SIDE_UM = 20.0
 
 
-def _evaluate(gt_pts: np.ndarray, det, radius_um: float) -> tuple[dict[str, Any], tuple]:
+def evaluate_points(gt_pts: np.ndarray, points: np.ndarray, scores, mpp: float, radius_um: float):
+    """Detections (level-0 px, scores) against ground truth (level-0 px), optimal one-to-one
+    within ``radius_um`` -> (the summary's ``evaluation`` dict, the match); ``detect --gt``
+    and the viewer's live read-out both use it."""
     from mitodet.evaluation.matching import match_points
     from mitodet.evaluation.metrics import precision_recall_f1
 
-    m = match_points(gt_pts, det.points, radius_um / det.mpp, scores=det.scores, mode="optimal")
+    m = match_points(gt_pts, points, radius_um / mpp, scores=scores, mode="optimal")
     p, r, f1 = precision_recall_f1(m.tp, m.fp, m.fn)
     ev = {
         "tp": m.tp,
@@ -365,8 +368,7 @@ def _evaluate(gt_pts: np.ndarray, det, radius_um: float) -> tuple[dict[str, Any]
         "radius_um": radius_um,
         "matching": "optimal (maximum number of one-to-one matches within the radius)",
     }
-    parts = (det.points[m.matched_pred], det.points[~m.matched_pred], gt_pts[~m.matched_gt])
-    return ev, parts
+    return ev, m
 
 
 def _to_thumb(points: np.ndarray, d: tuple[float, float]) -> np.ndarray:
@@ -536,7 +538,8 @@ def process_file(
 
             gt_pts = ps.to_pixels(mpp).mitoses()[0]
             radius_um = opts.radius_um if opts.radius_um is not None else radius_for_format(ps.fmt)
-            ev, parts = _evaluate(gt_pts, det, radius_um)
+            ev, m = evaluate_points(gt_pts, det.points, det.scores, det.mpp, radius_um)
+            parts = (det.points[m.matched_pred], det.points[~m.matched_pred], gt_pts[~m.matched_gt])
             ev["gt_file"] = gt_file
             ev["gt_image"] = ps.name
 

@@ -155,22 +155,13 @@ def create_app(out_dir: str | Path) -> Flask:
         s["score_threshold"] = t
         gt = v.ground_truth(e)
         if gt is not None:
-            from mitodet.evaluation.matching import match_points
-            from mitodet.evaluation.metrics import precision_recall_f1
+            from mitodet.inference.pipeline import evaluate_points
 
-            gpts, radius = gt
-            m = match_points(gpts, pts, radius, scores=sc)
-            p, r, f1 = precision_recall_f1(m.tp, m.fp, m.fn)
-            s["evaluation"] = {
-                "tp": m.tp,
-                "fp": m.fp,
-                "fn": m.fn,
-                "precision": p,
-                "recall": r,
-                "f1": f1,
-                "matched": [int(i) for i in np.flatnonzero(m.matched_pred)],  # indices among those shown
-                "missed": gpts[~m.matched_gt].tolist(),
-            }
+            gpts, radius_um = gt
+            ev, m = evaluate_points(gpts, pts, sc, e.mpp, radius_um)  # what detect --gt computed
+            ev["matched"] = [int(i) for i in np.flatnonzero(m.matched_pred)]  # indices among those shown
+            ev["missed"] = gpts[~m.matched_gt].tolist()
+            s["evaluation"] = ev
         return jsonify(finite(s))
 
     @app.get("/dz/<name>.dzi")

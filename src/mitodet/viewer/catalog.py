@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ LAYERS = {
     "overlay": ".overlay.jpg",
 }
 SUMMARY_SUFFIX = ".summary.json"
+RESCAN_S = 1.0  # how often the folder is rescanned for images a running detect adds
 REVIEWED_SUFFIX = ".reviewed.geojson"
 
 
@@ -51,6 +53,7 @@ class ImageEntry:
     summary: dict[str, Any]
     out_dir: Path  # resolved
     _candidates: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = field(default=None, repr=False)
+    _mask: Any = field(default=None, repr=False)  # (the mask,) once read; None: not read yet
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def output(self, suffix: str) -> Path:
@@ -113,13 +116,17 @@ class ImageEntry:
             return self._candidates
 
     def tissue_mask(self):
-        """The read-out's tissue mask (``NAME.tissue.png``), or None (all tissue)."""
+        """The read-out's tissue mask (``NAME.tissue.png``), or None (all tissue); read once."""
         from mitodet.inference.pipeline import load_tissue_png
 
-        if not self.has(LAYERS["tissue"]):
-            return None
-        method = (self.summary.get("tissue") or {}).get("method", "")
-        return load_tissue_png(self.output(LAYERS["tissue"]), self.image_shape, method)
+        with self._lock:
+            if self._mask is None:
+                mask = None
+                if self.has(LAYERS["tissue"]):
+                    method = (self.summary.get("tissue") or {}).get("method", "")
+                    mask = load_tissue_png(self.output(LAYERS["tissue"]), self.image_shape, method)
+                self._mask = (mask,)
+            return self._mask[0]
 
     def row(self) -> dict[str, Any]:
         """The image's line in the page's list."""
@@ -167,15 +174,21 @@ class Catalog:
         self.out_dir = root.resolve()
         self._entries: dict[str, ImageEntry] = {}
         self._stamp: tuple | None = None
+        self._checked = -RESCAN_S
         self._lock = threading.Lock()
-        self.refresh()
+        self.refresh(force=True)
         if not self._entries:
             raise ValueError(
                 f"{root}: holds no finished detection (*.summary.json); run `mitodet detect IMAGES --out {root}` first"
             )
 
-    def refresh(self) -> None:
+    def refresh(self, force: bool = False) -> None:
+        """Rescan the folder, at most once a second (every request asks: tiles included)."""
         with self._lock:
+            now = time.monotonic()
+            if not force and now - self._checked < RESCAN_S:
+                return
+            self._checked = now
             files = sorted(self.out_dir.glob(f"*{SUMMARY_SUFFIX}"))
             stamp = tuple((f.name, f.stat().st_mtime_ns) for f in files if f.is_file())
             if stamp == self._stamp:

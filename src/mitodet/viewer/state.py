@@ -47,7 +47,7 @@ class Viewer:
         return str((e.summary.get("source") or {}).get("reader") or "auto")
 
     def ground_truth(self, e: ImageEntry) -> tuple[np.ndarray, float] | None:
-        """``(mitoses in px, radius in px)`` of the ground truth detect was given, or None."""
+        """``(mitoses in px, radius in um)`` of the ground truth detect was given, or None."""
         ev = e.summary.get("evaluation") or None
         if not ev:
             return None
@@ -57,7 +57,7 @@ class Viewer:
 
                 try:
                     ps = load_points(ev["gt_file"])[ev["gt_image"]]
-                    self._gt[e.name] = (ps.to_pixels(e.mpp).mitoses()[0], float(ev["radius_um"]) / e.mpp)
+                    self._gt[e.name] = (ps.to_pixels(e.mpp).mitoses()[0], float(ev["radius_um"]))
                 except (OSError, ValueError, KeyError):
                     self._gt[e.name] = None  # moved since: the page says so (has_gt false)
             return self._gt[e.name]

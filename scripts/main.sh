@@ -20,4 +20,4 @@ if [ $# -eq 0 ]; then
   fi
 fi
 .venv/bin/mitodet detect --out "$OUT" "$@"  # a --out among the arguments wins
-echo "outputs are in $OUT/ (CSV, QuPath GeoJSON, MIDOG JSON, overlay/heat-map PNGs, summary.md)"
+echo "outputs are in $OUT/ (CSV, QuPath GeoJSON, MIDOG JSON, overlay JPEG, summary.md, and the case read-out)"

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
+
 ENCODERS = ("resnet50", "resnet34", "resnet18", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
 NORMS = ("bn", "frozen_bn", "gn")
 
@@ -174,6 +176,102 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: how tissue is found: ``auto`` (whole-slide images only), ``on``, ``off``
+TISSUE_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """How ``mitodet detect`` (and :func:`~mitodet.inference.pipeline.detect_files`, local or on
+    Ray) treats every file of a batch; checked on construction, before any model loads.
+
+    The fields that change an output, with the model's fingerprint and tiling, are the run key
+    (:meth:`run_settings`): a rerun with equal settings skips the files it finished.
+
+    Attributes:
+        mpp: micrometres per pixel for every input, overriding file metadata; None reads it
+            from each file (a file without one fails with a message saying to pass --mpp).
+        threshold: score threshold (None: the model's operating threshold; 0: every candidate).
+        gt: ground-truth points (any format ``mitodet evaluate`` reads); images pair by file
+            stem (a single image with a single GT entry pair anyway).
+        field_area_mm2: HPF area for the per-10-HPF count, hotspot and Nottingham score.
+        tissue: one of :data:`TISSUE_MODES`.
+        heatmap: write the GLB heat-map for HPF images (a second pass of the neck).
+        overlay: write the overlay picture (a JPEG, a downsampled thumbnail for slides).
+        radius_um: matching radius against ``gt`` (um); None: by the ground truth's format
+            (7.5 um for MIDOG files, as ``mitodet evaluate`` scores them, else 8 um).
+        reader: ``"auto"``, ``"openslide"`` or ``"tifffile"`` for slides.
+        allow_coarse: run an image whose pixel size is more than twice the model's working
+            one (mitoses unresolved); by default such a file fails before any tile runs.
+        recursive: look into sub-folders of folder inputs.
+        overwrite: process inputs even when complete outputs from the same settings exist.
+        progress: tqdm bars over files and tiles (shown on terminals only).
+    """
+
+    mpp: float | None = None
+    threshold: float | None = None
+    gt: str | None = None
+    field_area_mm2: float = DIGITAL_HPF_AREA_MM2
+    tissue: str = "auto"
+    heatmap: bool = False
+    overlay: bool = True
+    radius_um: float | None = None
+    reader: str = "auto"
+    allow_coarse: bool = False
+    recursive: bool = False
+    overwrite: bool = False
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        from mitodet.checks import check_mpp, check_threshold
+
+        if self.tissue not in TISSUE_MODES:
+            raise ConfigError(f"tissue must be one of {TISSUE_MODES}, got {self.tissue!r}")
+        check_threshold(self.threshold)
+        if self.mpp is not None:
+            check_mpp(self.mpp, "--mpp")
+        r = self.radius_um
+        if r is not None and not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+            raise ConfigError(f"radius_um must be a positive number of micrometres, got {r!r}")
+        a = self.field_area_mm2
+        if not (isinstance(a, (int, float)) and math.isfinite(a) and a > 0):
+            raise ConfigError(f"field_area_mm2 must be a positive area in mm^2, got {a!r}")
+        for name in ("field_area_mm2", "radius_um", "threshold", "mpp"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, float(v))
+        for name in ("heatmap", "overlay", "allow_coarse", "recursive", "overwrite", "progress"):
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        if self.gt is not None:
+            object.__setattr__(self, "gt", str(self.gt))
+
+    def replace(self, **changes: Any) -> "DetectConfig":
+        return dataclasses.replace(self, **changes)
+
+    def run_settings(self, detector) -> dict[str, Any]:
+        """What the run key of each file is made of: this config's output-changing fields, the
+        model's fingerprint and how it tiles (the ground truth by its file's identity)."""
+        from mitodet.inference.resume import file_identity, model_fingerprint
+
+        return {
+            "model": model_fingerprint(detector),
+            "threshold": detector.threshold if self.threshold is None else self.threshold,
+            "mpp": self.mpp,
+            "tissue": self.tissue,
+            "heatmap": self.heatmap,
+            "overlay": self.overlay,
+            "reader": self.reader,
+            "field_area_mm2": self.field_area_mm2,
+            "radius_um": self.radius_um,
+            "tile_px": detector.tile_px,
+            "overlap_px": detector.overlap_px,
+            "flip_tta": detector.flip_tta,
+            "backend": getattr(detector, "backend", "torch"),
+            "device": getattr(detector, "device", "cpu"),
+            "gt": None if self.gt is None else file_identity(Path(self.gt)),
+        }
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -218,6 +316,8 @@ __all__ = [
     "GLBConfig",
     "FocalConfig",
     "ModelConfig",
+    "DetectConfig",
+    "TISSUE_MODES",
     "to_dict",
     "from_dict",
     "model_config_from_dict",

@@ -168,18 +168,18 @@ def test_a_worker_that_dies_is_replaced_and_its_work_runs_again(pool, tiny_model
 
 
 def test_an_onnx_detector_is_rebuilt_on_each_worker(tiny_model_dir, slide):
-    """An ONNX Runtime session does not pickle: the workers get the torch model and rebuild it."""
+    """An ONNX Runtime session does not pickle: the workers get the torch model and rebuild the session."""
     pytest.importorskip("onnxruntime")
     import torch
     from ray import cloudpickle
 
-    from mitodet.inference.ray_backend import _portable, _Worker
+    from mitodet.inference.ray_backend import _Worker
     from mitodet.inference.slide import open_image
 
     threads = torch.get_num_threads()
     det = Detector.load(tiny_model_dir, tile_px=256, batch_size=2, backend="onnx", threshold=0.3)
     try:
-        worker = _Worker(cloudpickle.loads(cloudpickle.dumps(_portable(det))), 1)  # as Ray ships it
+        worker = _Worker(cloudpickle.loads(cloudpickle.dumps(det)), 1)  # as Ray ships it
     finally:
         torch.set_num_threads(threads)
     w = worker.detector
@@ -257,7 +257,7 @@ def test_a_missing_ray_says_how_to_install_it(monkeypatch):
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_the_second_stage_travels_to_the_workers(tiny_model_dir, tmp_path, backend):
-    """Ray ships a Detector with its second stage (the ONNX spec names it too), and the worker runs it."""
+    """Ray ships a Detector with its second stage (the ONNX backend too), and the worker runs it."""
     if backend == "onnx":
         pytest.importorskip("onnxruntime")
     import shutil
@@ -265,7 +265,7 @@ def test_the_second_stage_travels_to_the_workers(tiny_model_dir, tmp_path, backe
     import torch
     from ray import cloudpickle
 
-    from mitodet.inference.ray_backend import _portable, _Worker
+    from mitodet.inference.ray_backend import _Worker
     from mitodet.models.rescorer import Rescorer, RescorerConfig, save_rescorer
 
     folder = tmp_path / "two-stage"
@@ -275,7 +275,7 @@ def test_the_second_stage_travels_to_the_workers(tiny_model_dir, tmp_path, backe
     threads = torch.get_num_threads()
     det = Detector.load(folder, tile_px=256, batch_size=2, backend=backend)
     try:
-        worker = _Worker(cloudpickle.loads(cloudpickle.dumps(_portable(det))), 1)
+        worker = _Worker(cloudpickle.loads(cloudpickle.dumps(det)), 1)
     finally:
         torch.set_num_threads(threads)
     w = worker.detector

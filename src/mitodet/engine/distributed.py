@@ -46,6 +46,8 @@ class DistContext:
     backend: str
     owns_group: bool = True
 
+    distributed = True  # (SingleProcess: False)
+
     @property
     def is_main(self) -> bool:
         return self.rank == 0
@@ -94,6 +96,40 @@ class DistContext:
             finally:
                 gc.collect()  # drop DDP reducers and pending work objects before their group goes
                 dist.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class SingleProcess:
+    """One process as a world of size one: the :class:`DistContext` interface, with every
+    collective the identity, so that the training loop has one path for both.
+
+    ``distributed`` is False: no DistributedDataParallel wrapper and no per-rank reseeding, so
+    a single-process run draws exactly the random numbers it always has."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    distributed = False
+
+    @property
+    def is_main(self) -> bool:
+        return True
+
+    def barrier(self) -> None:
+        pass
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        return [obj]
+
+    def broadcast_object(self, obj: Any) -> Any:
+        return obj
+
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def close(self) -> None:
+        pass
 
 
 def distributed_requested() -> bool:

@@ -293,15 +293,13 @@ def train(
         raise ValueError(
             "sync_bn (--sync-bn) is for distributed training; a single process already sees the whole batch"
         )
-    ctx = D.init_distributed(device) if distributed else None
+    ctx = D.init_distributed(device) if distributed else D.SingleProcess(D.resolve_device(device, False))
     try:
-        summary = _train(cfg, spec, Path(out_dir), resume, progress, ctx, device, sync_bn)
+        summary = _train(cfg, spec, Path(out_dir), resume, progress, ctx, sync_bn)
     except (KeyboardInterrupt, NonFiniteLossError):
-        if ctx is not None:  # every rank stops here together: the group can be closed cleanly
-            ctx.close()
+        ctx.close()  # every rank stops here together: the group can be closed cleanly
         raise
-    if ctx is not None:
-        ctx.close()
+    ctx.close()
     return summary
 
 
@@ -320,17 +318,16 @@ def _allreduce_step(
     return buf[n], dict(zip(losses, buf[:n])), int(round(buf[n + 1])), buf[n + 2] > 0
 
 
-def _train(
-    cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx, device: str | None, sync_bn: bool
-) -> dict[str, Any]:
+def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx, sync_bn: bool) -> dict[str, Any]:
+    """The training loop of :func:`train` on one rank of ``ctx`` (a
+    :class:`~mitodet.engine.distributed.DistContext`, or a
+    :class:`~mitodet.engine.distributed.SingleProcess`: a world of size one)."""
     from mitodet.engine import distributed as D
     from mitodet.engine.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
     from mitodet.models.builder import build_detector
     from mitodet.models.io import save_detector
 
-    main = ctx is None or ctx.is_main
-    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
-    dev = ctx.device if ctx is not None else D.resolve_device(device, False)
+    main, rank, world, dev = ctx.is_main, ctx.rank, ctx.world_size, ctx.device
     D.check_batch_split(cfg.batch_size, world)
     if sync_bn and dev.type != "cuda":
         raise ValueError("sync_bn (--sync-bn) needs GPUs: torch has no SyncBatchNorm on the CPU; drop --sync-bn")
@@ -359,28 +356,27 @@ def _train(
                     )
         save_json(resolved, out / "config.json")
 
-    if ctx is None:
-        check_and_write_config()
-    else:
-        # Rank 0 checks the folder; every rank must see the same checkpoint (or none) and
-        # all of them raise the same error, instead of some waiting for the others forever.
-        problem = None
-        if ctx.is_main:
-            try:
-                check_and_write_config()
-            except (ValueError, OSError) as exc:
-                problem = str(exc)
-        views = ctx.all_gather_object((problem, meta["tensors"] if meta else None))
-        problems = [p for p, _ in views if p]
-        if problems:
-            raise ValueError(problems[0])
-        if len({t for _, t in views}) > 1:
-            seen = ", ".join(f"rank {r}: {t or 'none'}" for r, (_, t) in enumerate(views))
-            raise ValueError(
-                f"the ranks see different checkpoints in {ckpt_dir} ({seen}); --out must be one "
-                "folder that every node reads (a shared filesystem), so all ranks resume from the "
-                "same checkpoint"
-            )
+    # Rank 0 checks the folder; every rank must see the same checkpoint (or none) and all of
+    # them raise the same error, instead of some waiting for the others forever.
+    problem = None
+    if ctx.is_main:
+        try:
+            check_and_write_config()
+        except (ValueError, OSError) as exc:
+            if not ctx.distributed:
+                raise
+            problem = str(exc)
+    views = ctx.all_gather_object((problem, meta["tensors"] if meta else None))
+    problems = [p for p, _ in views if p]
+    if problems:
+        raise ValueError(problems[0])
+    if len({t for _, t in views}) > 1:
+        seen = ", ".join(f"rank {r}: {t or 'none'}" for r, (_, t) in enumerate(views))
+        raise ValueError(
+            f"the ranks see different checkpoints in {ckpt_dir} ({seen}); --out must be one "
+            "folder that every node reads (a shared filesystem), so all ranks resume from the "
+            "same checkpoint"
+        )
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -418,9 +414,8 @@ def _train(
         if main:
             _drop_log_rows_after(out / "metrics.jsonl", start)
             print(f"resuming from the checkpoint of iteration {start} in {ckpt_dir}", flush=True)
-    if ctx is None:
-        forward = model
-    else:
+    forward = model
+    if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         # Construction broadcasts rank 0's parameters and buffers. Every trainable parameter
@@ -483,22 +478,16 @@ def _train(
             targets = [{"boxes": b[1]["boxes"].to(dev), "labels": b[1]["labels"].to(dev)} for b in batch]
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(cfg, it)
-            if ctx is not None:
+            if ctx.distributed:
                 torch.manual_seed(D.rank_iteration_seed(cfg.seed, rank, it))
             losses = forward(images, targets)
             loss = sum(losses.values())
-            if ctx is None:
-                loss_value = float(loss.detach())
-                if not torch.isfinite(loss):
-                    comps = {k: float(v.detach()) for k, v in losses.items()}
-                    raise NonFiniteLossError(f"non-finite loss at iteration {it} ({comps}); {_last_good(ckpt_dir)}")
-            else:
-                loss_value, terms, bad_ranks, stop_all = _allreduce_step(ctx, losses, loss, stop.signum is not None)
-                if bad_ranks:
-                    raise NonFiniteLossError(
-                        f"non-finite loss at iteration {it} on {bad_ranks} of {world} ranks "
-                        f"(mean terms {terms}); {_last_good(ckpt_dir)}"
-                    )
+            loss_value, terms, bad_ranks, stop_all = _allreduce_step(ctx, losses, loss, stop.signum is not None)
+            if bad_ranks:
+                raise NonFiniteLossError(
+                    f"non-finite loss at iteration {it} on {bad_ranks} of {world} ranks "
+                    f"(mean terms {terms}); {_last_good(ckpt_dir)}"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # distributed: DDP all-reduces (averages) the gradients here
             if cfg.grad_clip:
@@ -510,8 +499,6 @@ def _train(
                 bar.set_postfix(loss=f"{loss_value:.3f}", best_f1=f"{best['val_f1']:.3f}")
             if main and (it % cfg.log_every == 0 or it == cfg.iterations):
                 now = time.time()
-                if ctx is None:
-                    terms = {k: float(v.detach()) for k, v in losses.items()}
                 _jsonl(
                     metrics,
                     {
@@ -528,11 +515,11 @@ def _train(
             validating = it % cfg.val_every == 0 or it == cfg.iterations
             if validating and main:
                 run_validation(it)
-            stopping = stop.signum is not None if ctx is None else stop_all
+            stopping = stop_all
             saving = it % cfg.checkpoint_every == 0 or it == cfg.iterations or stopping
             if saving:
                 checkpoint(it)
-            if ctx is not None and (validating or saving):
+            if validating or saving:
                 ctx.barrier()  # the others wait while rank 0 validates and writes
             if stopping:
                 raise KeyboardInterrupt
@@ -566,7 +553,7 @@ def _train(
             "data": data_info,
             "wall_s_this_session": time.time() - t0,
         }
-    if ctx is None:
+    if not ctx.distributed:
         save_json(summary, out / "summary.json")
         return summary
     # A cheap end-of-run guard: DDP keeps the replicas equal by construction (the same

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from mitodet.checks import check_device, check_mpp, check_threshold, positive_int
+from mitodet.config import TISSUE_MODES
 from mitodet.data import transforms as T
 from mitodet.data.sampler import boxes_to_points
 from mitodet.inference.tiling import Tile, make_tiles, merge_tile_detections
@@ -31,7 +32,6 @@ from mitodet.runtime import keep_freed_memory
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "weights" / "rdlm-cpu"
 
-TISSUE_MODES = ("auto", "on", "off")
 THUMBNAIL_MAX_SIDE = 4096
 """Long side of the thumbnail used for overlays of slides and for tissue detection."""
 
@@ -224,6 +224,35 @@ class Detector:
         """Whether the model has the GLB neck (and so a vault layer for the eq. 9 heat-map)."""
         return self.config.glb is not None
 
+    def network(self):
+        """The detector network as this backend runs it (the ONNX Runtime copy is built here
+        again after the Detector was sent to another process: see :meth:`__getstate__`)."""
+        if self.model is None:
+            from mitodet.inference.fastpath import with_onnx_backbone
+
+            self.model = with_onnx_backbone(self.torch_model).eval()
+        return self.model
+
+    def __getstate__(self) -> dict:
+        """Pickled as it is (a Ray worker gets the same Detector), except that an ONNX Runtime
+        session does not pickle: it is rebuilt on first use where the Detector lands, with
+        that process's thread count."""
+        state = self.__dict__.copy()
+        if self.backend == "onnx":
+            state["model"] = None
+        return state
+
+    def working_grid(self, shape_hw: tuple[int, int], mpp: float) -> tuple[int, int]:
+        """(height, width) of an image of ``shape_hw`` level-0 px at ``mpp`` on the working grid."""
+        s = check_mpp(mpp) / self.mpp
+        h0, w0 = shape_hw
+        return max(1, round(h0 * s)), max(1, round(w0 * s))
+
+    def tiles_for(self, shape_hw: tuple[int, int], mpp: float) -> list[Tile]:
+        """Every tile of the working grid of an image of ``shape_hw`` level-0 px at ``mpp``."""
+        hw, ww = self.working_grid(shape_hw, mpp)
+        return make_tiles(hw, ww, self.tile_px, self.overlap_px, min_overlap=int(np.ceil(self.config.box_size_px)))
+
     @torch.inference_mode()
     def predict_working(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Run the network on images already at the working resolution.
@@ -234,10 +263,11 @@ class Detector:
         tensors = [
             torch.tensor(np.ascontiguousarray(im)).permute(2, 0, 1).to(self.device).float().div_(255.0) for im in images
         ]
-        outs = [{k: v.cpu() for k, v in o.items()} for o in self.model(tensors)]
+        net = self.network()
+        outs = [{k: v.cpu() for k, v in o.items()} for o in net(tensors)]
         res = [(boxes_to_points(o["boxes"].numpy()), o["scores"].numpy().astype(np.float64)) for o in outs]
         if self.flip_tta:
-            flipped = [{k: v.cpu() for k, v in o.items()} for o in self.model([t.flip(-1) for t in tensors])]
+            flipped = [{k: v.cpu() for k, v in o.items()} for o in net([t.flip(-1) for t in tensors])]
             res = [
                 _merge_flip(r, o, im.shape[1], self.config.box_size_px / 2) for r, o, im in zip(res, flipped, images)
             ]
@@ -358,14 +388,13 @@ class Detector:
             mask = tissue_from_thumbnail(thumb, dx * mpp, (h0, w0))
 
         # the working grid and the level it is read from
-        s = mpp / self.mpp
-        ww, hw = max(1, round(w0 * s)), max(1, round(h0 * s))
+        hw, ww = self.working_grid((h0, w0), mpp)
         sx, sy = ww / w0, hw / h0
         level = best_level(source, self.mpp / mpp)
         ldx, ldy = source.level_downsample(level)
         fx, fy = 1.0 / (sx * ldx), 1.0 / (sy * ldy)  # level pixels per working pixel
 
-        tiles = make_tiles(hw, ww, self.tile_px, self.overlap_px, min_overlap=int(np.ceil(self.config.box_size_px)))
+        tiles = self.tiles_for((h0, w0), mpp)
         run: list[Tile] = []
         for t in tiles:
             if mask is not None:
@@ -512,7 +541,7 @@ class Detector:
         tensor = torch.tensor(np.ascontiguousarray(work)).permute(2, 0, 1).to(self.device).float().div_(255.0)
         act = self.torch_model.glb_activation(tensor, layer=layer).cpu().numpy().astype(np.float64)
         # the network pads the image to a multiple of size_divisible: cut the padding off
-        div = int(getattr(self.model.transform, "size_divisible", 1) or 1)
+        div = int(getattr(self.torch_model.transform, "size_divisible", 1) or 1)
         h, w = work.shape[:2]
         hp, wp = -(-h // div) * div, -(-w // div) * div
         ah, aw = act.shape

@@ -1,25 +1,26 @@
 """Batch detection on a Ray cluster: files spread over workers, and the tiles of a large slide too.
 
 :func:`detect_files_ray` is :func:`~mitodet.inference.pipeline.detect_files` (what
-``mitodet detect --backend ray`` runs) with the work spread over Ray actors. The outputs,
-completion markers and batch index are the local path's, written by the same functions:
+``mitodet detect --backend ray`` runs) with the work spread over Ray actors. This module
+keeps only what is Ray's (the cluster, the actors, retries, the schedulers); the plan, the
+batch loop (index, log, progress) and each file's steps are the local path's
+(:mod:`mitodet.inference.batch`, :mod:`mitodet.inference.process`):
 
-* **Files.** Each actor holds one :class:`~mitodet.inference.predictor.Detector` (the model
-  is put in Ray's object store once and fetched once per node) and runs
-  :func:`~mitodet.inference.pipeline.process_file` on one file at a time, so a file's
+* **Files.** :class:`RayFileExecutor` is the :class:`~mitodet.inference.batch.FileExecutor`
+  of the pool: each actor holds one :class:`~mitodet.inference.predictor.Detector` (put in
+  Ray's object store once and fetched once per node) and runs
+  :func:`~mitodet.inference.batch.run_file` on one input of the plan at a time, so a file's
   outputs and its ``NAME.summary.json`` marker are exactly what the local path writes, and
-  a rerun, with either backend, skips finished files (the run key is the same). A file
-  that fails is recorded as failed and the others go on; the driver writes ``summary.csv``
-  after every file.
+  a rerun, with either backend, skips finished files (the run key is the same).
 * **Tiles of one large slide.** Near the end of a batch (fewer files left to start than
   there are workers, e.g. a batch of one slide), a file with at least
-  ``tile_parallel_min_tiles`` tiles is split: the driver plans the tiles with
-  :meth:`Detector.plan_tiles` (tissue mask from the thumbnail, tile grid, batches), each
-  actor runs :meth:`Detector.run_batch` on its own batches (reading their regions from the
-  file itself), and only the detections (small point arrays) come back; the driver merges
-  them with :meth:`Detector.merge` and writes the outputs through ``process_file``. These
-  are the three steps :meth:`Detector.detect_source` runs on one process, so the network
-  sees the same inputs and the detections are the same.
+  ``tile_parallel_min_tiles`` tiles is split: the driver runs that file's steps itself with
+  :meth:`RayDetectorPool.detect_source` as the tile runner, which plans the tiles with
+  :meth:`Detector.plan_tiles`, has each actor run :meth:`Detector.run_batch` on its own
+  batches (reading their regions from the file itself), and merges the detections (small
+  point arrays) with :meth:`Detector.merge`. These are the three steps
+  :meth:`Detector.detect_source` runs on one process, so the network sees the same inputs
+  and the detections are the same.
 
 What travels over the network: file paths, settings and the ground-truth points to the
 actors; the model once per node; detections back. **Images do not travel**: every node
@@ -31,6 +32,7 @@ Ray is an optional dependency (``pip install 'mitodet[ray]'``), imported on firs
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -43,18 +45,10 @@ from typing import Any
 import numpy as np
 
 from mitodet.checks import check_threshold, positive_int
-from mitodet.inference.pipeline import (
-    BatchResult,
-    FileOptions,
-    FileResult,
-    describe_result,
-    failed_result,
-    plan_batch,
-    process_file,
-    write_index,
-)
+from mitodet.config import DetectConfig
+from mitodet.inference.batch import BatchPlan, BatchResult, plan_batch, run_batch, run_file
 from mitodet.inference.predictor import TilePlan
-from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
+from mitodet.inference.process import FileResult, failed_result
 
 RAY_INSTALL_HINT = "the Ray backend needs Ray: pip install 'mitodet[ray]' (or pip install 'ray>=2.9')"
 DEFAULT_TILE_PARALLEL_MIN_TILES = 64
@@ -75,51 +69,19 @@ def import_ray():
 
 
 def _count_tiles(detector, path: Path, mpp: float | None, reader: str) -> int | None:
-    """Tiles of the working grid of ``path`` (None when it cannot be opened: process_file
+    """Tiles of the working grid of ``path`` (None when it cannot be opened: the file's run
     then reports why)."""
     from mitodet.inference.slide import open_image, resolve_mpp
-    from mitodet.inference.tiling import make_tiles
 
     try:
         with open_image(path, reader=reader) as src:
             m, _ = resolve_mpp(path, src.pixel_size, mpp)
-            h0, w0 = src.shape
-            s = m / detector.mpp
-            return len(make_tiles(max(1, round(h0 * s)), max(1, round(w0 * s)), detector.tile_px, detector.overlap_px))
+            return len(detector.tiles_for(src.shape, m))
     except Exception:
         return None
 
 
 # ----------------------------------------------------------------------------- the actor
-
-
-@dataclass(frozen=True)
-class _DetectorSpec:
-    """A Detector to rebuild on the worker: the ONNX backend's Runtime session does not pickle
-    (and its threads are set when it is built, so each worker builds its own)."""
-
-    model: Any
-    kwargs: dict
-
-
-def _portable(detector):
-    """What the workers get: the Detector itself, or for the ONNX backend its torch model and settings."""
-    if getattr(detector, "backend", "torch") == "torch":
-        return detector
-    return _DetectorSpec(
-        detector.torch_model,
-        dict(
-            threshold=detector.threshold,
-            tile_px=detector.tile_px,
-            overlap_px=detector.overlap_px,
-            batch_size=detector.batch_size,
-            flip_tta=detector.flip_tta,
-            model_dir=detector.model_dir,
-            backend=detector.backend,
-            rescorer=detector.rescorer,
-            atypical=getattr(detector, "atypical", None),
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -135,11 +97,7 @@ class _Worker:
     def __init__(self, detector, threads: int) -> None:
         import torch
 
-        torch.set_num_threads(int(threads))
-        if isinstance(detector, _DetectorSpec):
-            from mitodet.inference.predictor import Detector
-
-            detector = Detector(detector.model, **detector.kwargs)
+        torch.set_num_threads(int(threads))  # before the detector's first use builds an ONNX session
         self.detector = detector
         self._src = None
         self._src_key: tuple | None = None
@@ -147,42 +105,15 @@ class _Worker:
     def ready(self) -> tuple[str, int]:
         return socket.gethostname(), os.getpid()
 
-    def process(
-        self,
-        path: str,
-        name: str,
-        out_dir: str,
-        opts: FileOptions,
-        settings: dict,
-        gt_points,
-        gt_file: str | None,
-        single_pair: bool,
-        overwrite: bool,
-        min_tiles: int | None,
-    ):
-        """``process_file`` on one file (a failure comes back as a failed FileResult), or
-        :class:`_Deferred` when ``min_tiles`` is given and the file has at least that many tiles."""
-        t0 = time.perf_counter()
-        p = Path(path)
+    def process(self, plan: BatchPlan, i: int, min_tiles: int | None):
+        """Input ``i`` of ``plan`` through :func:`~mitodet.inference.batch.run_file` (a failure
+        comes back as a failed FileResult), or :class:`_Deferred` when ``min_tiles`` is given
+        and the file has at least that many tiles."""
         if min_tiles is not None:
-            n = _count_tiles(self.detector, p, opts.mpp, opts.reader)
+            n = _count_tiles(self.detector, plan.inputs[i], plan.config.mpp, plan.config.reader)
             if n is not None and n >= min_tiles:
                 return _Deferred(n)
-        try:
-            return process_file(
-                self.detector,
-                p,
-                name,
-                Path(out_dir),
-                opts,
-                settings,
-                gt_points,
-                gt_file,
-                single_pair=single_pair,
-                overwrite=overwrite,
-            )
-        except Exception as exc:  # one bad file must not stop the batch
-            return failed_result(p, name, exc, t0)
+        return run_file(plan, i, detector=self.detector)
 
     def run_tiles(self, path: str, reader: str, plan, batches: list[list]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Read and run ``batches`` of tiles of ``path``: ``[(points, scores)]`` per tile in order."""
@@ -212,38 +143,6 @@ def _check_positive_int(name: str, value, allow_none: bool = True) -> int | None
     if value is None and allow_none:
         return None
     return positive_int(value, name)
-
-
-class _SplitDetector:
-    """Looks like the pool's Detector to ``process_file``, but runs the tiles on the workers."""
-
-    def __init__(self, pool: "RayDetectorPool", reader: str) -> None:
-        self._pool = pool
-        self._reader = reader
-
-    def __getattr__(self, name: str):
-        return getattr(self._pool.detector, name)
-
-    def detect_source(
-        self,
-        source,
-        mpp: float,
-        threshold: float | None = None,
-        tissue: str = "auto",
-        progress: bool = False,
-        thumbnail=None,
-        tissue_mask=None,
-    ):
-        return self._pool.detect_source(
-            source,
-            mpp,
-            threshold=threshold,
-            tissue=tissue,
-            progress=progress,
-            thumbnail=thumbnail,
-            tissue_mask=tissue_mask,
-            reader=self._reader,
-        )
 
 
 class RayDetectorPool:
@@ -327,7 +226,7 @@ class RayDetectorPool:
             # the model goes into the object store once; each node fetches it once. Dead workers
             # are replaced here rather than by Ray's max_restarts, whose restart can fail when a
             # constructor argument lives in the object store (ray-project/ray#53727)
-            self._detector_ref = ray.put(_portable(detector))
+            self._detector_ref = ray.put(detector)  # an ONNX session is rebuilt on each worker (Detector.__getstate__)
             self._cpus_per_worker = cpus_per_worker
             self._restarts_left = max_restarts
             self.max_task_retries = max_task_retries
@@ -508,118 +407,66 @@ class RayDetectorPool:
         out_dir: str | os.PathLike[str] = "mitodet-out",
         *,
         tile_parallel_min_tiles: int | None = DEFAULT_TILE_PARALLEL_MIN_TILES,
-        mpp: float | None = None,
-        threshold: float | None = None,
-        gt: str | os.PathLike[str] | None = None,
-        field_area_mm2: float = DIGITAL_HPF_AREA_MM2,
-        tissue: str = "auto",
-        heatmap: bool = False,
-        overlay: bool = True,
-        radius_um: float | None = None,
-        overwrite: bool = False,
-        recursive: bool = False,
-        reader: str = "auto",
-        progress: bool = False,
-        allow_coarse: bool = False,
+        config: DetectConfig | None = None,
         log: Callable[[str], None] | None = None,
         log_error: Callable[[str], None] | None = None,
+        **options: Any,
     ) -> BatchResult:
         """:func:`~mitodet.inference.pipeline.detect_files` on the pool's workers (see the module
-        docstring); the arguments are those of ``detect_files`` plus ``tile_parallel_min_tiles``
-        (None: never split a file)."""
-        ray = self._ray
-        min_tiles = _check_positive_int("tile_parallel_min_tiles", tile_parallel_min_tiles)
-        # the same checks, options and run key as detect_files (a rerun with either backend skips)
-        plan = plan_batch(
-            paths,
-            out_dir,
-            detector=self.detector,
-            mpp=mpp,
-            threshold=threshold,
-            gt=gt,
-            field_area_mm2=field_area_mm2,
-            tissue=tissue,
-            heatmap=heatmap,
-            overlay=overlay,
-            radius_um=radius_um,
-            recursive=recursive,
-            reader=reader,
-            progress=progress,
-            allow_coarse=allow_coarse,
+        docstring): the same plan (checks, options, run key: a rerun with either backend skips)
+        and the same batch loop; the arguments are those of ``detect_files`` plus
+        ``tile_parallel_min_tiles`` (None: never split a file)."""
+        executor = RayFileExecutor(self, tile_parallel_min_tiles)
+        cfg = (config or DetectConfig()).replace(**options) if options else (config or DetectConfig())
+        plan = plan_batch(paths, out_dir, cfg, detector=self.detector)
+        return run_batch(plan, executor, log, log_error)
+
+
+class RayFileExecutor:
+    """The files of a plan spread over a :class:`RayDetectorPool`'s workers, one file per worker
+    at a time (a :class:`~mitodet.inference.batch.FileExecutor`).
+
+    A file whose worker died is started again on another worker up to the pool's
+    ``max_task_retries`` (its outputs are atomic and its marker comes last: safe to redo).
+    Near the end of the batch (fewer files left than workers), a worker answers for a file of
+    at least ``min_tiles`` tiles with :class:`_Deferred`, and the driver runs that file itself
+    with its tiles spread over every worker (:meth:`RayDetectorPool.detect_source`)."""
+
+    def __init__(self, pool: "RayDetectorPool", min_tiles: int | None = DEFAULT_TILE_PARALLEL_MIN_TILES) -> None:
+        self.pool = pool
+        self.min_tiles = _check_positive_int("tile_parallel_min_tiles", min_tiles)
+
+    def run(self, plan: BatchPlan):
+        pool, ray = self.pool, self.pool._ray
+        inputs, names = plan.inputs, plan.names
+        # what the workers get: no detector (they hold their own), absolute paths (their
+        # working folder is not ours), no progress bars
+        remote = replace(
+            plan,
+            detector=None,
+            inputs=[p.absolute() for p in inputs],
+            out_dir=plan.out_dir.absolute(),
+            index_path=plan.index_path.absolute(),
+            config=plan.config.replace(progress=False),
         )
-        inputs, names, out, opts, settings = plan.inputs, plan.names, plan.out_dir, plan.options, plan.settings
-        gt_points, gt_file, index_path = plan.gt_points, plan.gt_file, plan.index_path
-        worker_opts = replace(opts, progress=False)  # no progress bars inside the workers
-        # --- spread the files
-        single_pair = len(inputs) == 1
-        gt_ref = ray.put(gt_points)
-        out_abs = str(out.absolute())
-        results: list[FileResult | None] = [None] * len(inputs)
-        say = log or _quiet
-        say_err = log_error or log or _quiet
-        bar = None
-        if progress and len(inputs) > 1:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(inputs), desc="files", unit="file", disable=None)
-        n_finished = 0
-
-        def finish(i: int, r: FileResult) -> None:
-            nonlocal n_finished
-            r.path = inputs[i]  # as given (the workers got absolute paths)
-            results[i] = r
-            n_finished += 1
-            write_index(index_path, [x for x in results if x is not None])
-            (say_err if r.status == "failed" else say)(describe_result(n_finished, len(inputs), r))
-            if bar is not None:
-                bar.update(1)
-
-        def run_split(i: int) -> FileResult:
-            t0 = time.perf_counter()
-            try:
-                return process_file(
-                    _SplitDetector(self, reader),
-                    inputs[i],
-                    names[i],
-                    out,
-                    opts,
-                    settings,
-                    gt_points,
-                    gt_file,
-                    single_pair=single_pair,
-                    overwrite=overwrite,
-                )
-            except Exception as exc:
-                return failed_result(inputs[i], names[i], exc, t0)
-
+        plan_ref = ray.put(remote)
+        tiles = functools.partial(pool.detect_source, reader=plan.config.reader)
         pending = deque(range(len(inputs)))
         tries = [0] * len(inputs)
         inflight: dict = {}
         try:
             while pending or inflight:
                 busy = {a for a, _ in inflight.values()}
-                for a in [a for a in self._actors if a not in busy]:
+                for a in [a for a in pool._actors if a not in busy]:
                     if not pending:
                         break
                     i = pending.popleft()
                     # split a large file only near the end, when whole files no longer keep every worker busy
-                    allow = min_tiles if len(pending) < len(self._actors) else None
-                    ref = a.process.remote(
-                        str(inputs[i].absolute()),
-                        names[i],
-                        out_abs,
-                        worker_opts,
-                        settings,
-                        gt_ref,
-                        gt_file,
-                        single_pair,
-                        overwrite,
-                        allow,
-                    )
-                    inflight[ref] = (a, i)
+                    allow = self.min_tiles if len(pending) < len(pool._actors) else None
+                    inflight[a.process.remote(plan_ref, i, allow)] = (a, i)
                 if not inflight:
                     for i in pending:  # every worker died and none may be started any more
-                        finish(
+                        yield (
                             i,
                             FileResult(
                                 inputs[i],
@@ -638,10 +485,10 @@ class RayDetectorPool:
                     except ray.exceptions.RayTaskError as exc:  # process() returns failures; this is a bug
                         r = failed_result(inputs[i], names[i], _cause(exc), time.perf_counter())
                     except ray.exceptions.RayError as exc:  # the worker died (node lost, process killed)
-                        self._replace(a)
+                        pool._replace(a)
                         tries[i] += 1
-                        if tries[i] <= self.max_task_retries:
-                            pending.appendleft(i)  # outputs are atomic and the marker comes last: safe to redo
+                        if tries[i] <= pool.max_task_retries:
+                            pending.appendleft(i)
                             continue
                         r = FileResult(
                             inputs[i],
@@ -651,15 +498,10 @@ class RayDetectorPool:
                             f"time(s) ({type(exc).__name__}); rerun to retry this file",
                         )
                     if isinstance(r, _Deferred):
-                        r = run_split(i)
-                    finish(i, r)
+                        r = run_file(plan, i, tiles=tiles)
+                    yield i, r
         finally:
-            if bar is not None:
-                bar.close()
             _cancel(ray, inflight)
-        final = [r for r in results if r is not None]
-        write_index(index_path, final)
-        return BatchResult(final, out, index_path)
 
 
 def _cause(exc) -> BaseException:
@@ -674,10 +516,6 @@ def _cancel(ray, refs) -> None:
             ray.cancel(ref)
         except Exception:  # already finished, or its worker is gone
             pass
-
-
-def _quiet(_msg: str) -> None:
-    pass
 
 
 def detect_files_ray(
@@ -721,4 +559,11 @@ def detect_files_ray(
         return pool.detect_files(paths, out_dir, tile_parallel_min_tiles=tile_parallel_min_tiles, **options)
 
 
-__all__ = ["RAY_INSTALL_HINT", "DEFAULT_TILE_PARALLEL_MIN_TILES", "import_ray", "RayDetectorPool", "detect_files_ray"]
+__all__ = [
+    "RAY_INSTALL_HINT",
+    "DEFAULT_TILE_PARALLEL_MIN_TILES",
+    "import_ray",
+    "RayDetectorPool",
+    "RayFileExecutor",
+    "detect_files_ray",
+]

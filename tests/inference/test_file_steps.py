@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from mitodet.config import ConfigError, DetectConfig
 from mitodet.inference.batch import BatchPlan, run_batch
-from mitodet.inference.process import MIN_IMAGE_SIDE_UM, FileResult, check_image
+from mitodet.inference.process import MIN_IMAGE_SIDE_UM, FileResult, FileSummary, check_image
 from mitodet.inference.resume import claim
 from mitodet.inference.slide import MissingMppError, PixelSize
+from mitodet.report.readout import Readout, summarize
 
 
 def _src(w: int, h: int, mpp: float | None, source: str = "tiff", note: str | None = None, mpp_y=None):
@@ -69,14 +71,49 @@ def test_detect_config_checks_its_values_before_any_model_loads():
     assert (cfg.mpp, cfg.heatmap) == (1.0, True)
 
 
+def _summary(n: int) -> FileSummary:
+    pts = np.full((n, 2), 100.0)
+    return FileSummary(
+        Readout.from_json(summarize(pts, None, 0.25, (2084, 2084))),
+        image="x.png",
+        image_path="/x.png",
+        name="x",
+        kind="hpf",
+        mpp_source="--mpp",
+        model={},
+        detection={},
+        tissue={},
+        source={},
+        evaluation=None,
+        notes=[],
+        outputs=[],
+        seconds=1.0,
+        mitodet_version="test",
+        run={},
+    )
+
+
 class _OutOfOrder:
     """A stand-in executor: the files finish in reverse order, one of them failed."""
 
     def run(self, plan):
         for i in reversed(range(len(plan.inputs))):
             status = "failed" if i == 1 else "done"
-            summary = None if status == "failed" else {"count": i, "kind": "hpf"}
+            summary = None if status == "failed" else _summary(i)
             yield i, FileResult(Path("elsewhere") / plan.inputs[i].name, plan.names[i], status, summary=summary)
+
+
+def test_a_file_summary_reads_back_what_it_writes_and_refuses_an_incomplete_one():
+    s = _summary(3)
+    doc = json.loads(json.dumps({**s.to_json(), "points": "reviewed.geojson"}))
+    back = FileSummary.from_json(doc)
+    assert back.to_json() == doc and back.extra == {"points": "reviewed.geojson"}
+    assert back.readout.count == 3 and back["count"] == 3 and back.readout.mitotic_score == 3
+    del doc["notes"]
+    with pytest.raises(ValueError, match="no 'notes'"):
+        FileSummary.from_json(doc)
+    with pytest.raises(ValueError, match="no 'hotspot'"):
+        Readout.from_json({k: v for k, v in s.to_json().items() if k != "hotspot"})
 
 
 def test_the_batch_loop_keeps_input_order_writes_the_index_and_logs_each_file_as_it_finishes(tmp_path):
@@ -86,7 +123,13 @@ def test_the_batch_loop_keeps_input_order_writes_the_index_and_logs_each_file_as
     batch = run_batch(plan, _OutOfOrder(), log=lines.append, log_error=errors.append)
     assert [r.path for r in batch.results] == inputs  # as given, in input order
     assert [r.status for r in batch.results] == ["done", "failed", "done"] and not batch.ok
-    assert [line.split(":")[0] for line in lines] == ["[1/3] c.png", "[3/3] a.png"]
+    assert lines == [
+        "[1/3] c.png: 2 mitoses, 0.271 mm2 tissue, hotspot 2 (17.5 per 10 HPF), score 2 (EXTRAPOLATED from 1.1 HPF "
+        "of tissue; see the case read-out) in 0.0 s",
+        "[3/3] a.png: 0 mitoses, 0.271 mm2 tissue, hotspot 0 (0.0 per 10 HPF), score 1 (EXTRAPOLATED from 1.1 HPF "
+        "of tissue; see the case read-out) in 0.0 s",
+    ]
     assert errors == ["[2/3] b.png: FAILED: None"]
     rows = (tmp_path / "summary.csv").read_text().splitlines()
     assert [r.split(",")[1] for r in rows[1:]] == ["a", "b", "c"]
+    assert rows[3].split(",")[5] == "2"  # c's count

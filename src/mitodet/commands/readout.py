@@ -35,14 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mitodet import __version__
     from mitodet.checks import atomic_write_text, check_mpp
     from mitodet.data.records import DataFormatError
     from mitodet.evaluation.io import image_key, load_points
-    from mitodet.inference.pipeline import FileResult, describe_result, readout_summary
+    from mitodet.inference.pipeline import FileResult, FileSummary, describe_result, readout_summary
     from mitodet.inference.predictor import THUMBNAIL_MAX_SIDE, tissue_from_thumbnail
     from mitodet.inference.slide import open_image, read_thumbnail, resolve_mpp
     from mitodet.report.case import write_cases
     from mitodet.report.outputs import summary_markdown
+    from mitodet.report.readout import Readout
 
     try:
         if args.mpp is not None:
@@ -70,22 +72,30 @@ def run(args: argparse.Namespace) -> int:
                     mask = tissue_from_thumbnail(thumb, dx * mpp, (h, w))
                 kind = src.kind
             mitoses = ps.to_pixels(mpp).mitoses()[0]
-            s = readout_summary(mitoses, None, mpp, (h, w), mask, args.field_area_mm2)
-            s.update(
-                {
-                    "image": str(path),
-                    "image_path": str(path.resolve()),
-                    "name": path.stem,
-                    "kind": kind,
-                    "mpp_source": mpp_source,
-                    "status": "complete",
-                    "points": str(ps.source),
-                    "notes": [f"read-out of the reviewed points in {ps.source} (not of a model's detections)"],
-                }
+            readout = Readout.from_json(readout_summary(mitoses, None, mpp, (h, w), mask, args.field_area_mm2))
+            summary = FileSummary(
+                readout,
+                image=str(path),
+                image_path=str(path.resolve()),
+                name=path.stem,
+                kind=kind,
+                mpp_source=mpp_source,
+                model={},
+                detection={},
+                tissue=mask.to_dict(mpp) if mask is not None else {"method": "none: the whole image counts as tissue"},
+                source={},
+                evaluation=None,
+                notes=[f"read-out of the reviewed points in {ps.source} (not of a model's detections)"],
+                outputs=[f"{path.stem}.summary.md", f"{path.stem}.summary.json"],
+                seconds=0.0,
+                mitodet_version=__version__,
+                run={},
+                extra={"points": str(ps.source)},
             )
-            atomic_write_text(args.out / f"{path.stem}.summary.json", json.dumps(s, indent=2) + "\n")
+            s = summary.to_json()
             atomic_write_text(args.out / f"{path.stem}.summary.md", summary_markdown(s))
-            r = FileResult(path, path.stem, "done", summary=s)
+            atomic_write_text(args.out / f"{path.stem}.summary.json", json.dumps(s, indent=2) + "\n")
+            r = FileResult(path, path.stem, "done", summary=summary)
         except (ValueError, OSError, DataFormatError) as exc:
             r = FileResult(path, path.stem, "failed", error=f"{path}: {exc}")
         results.append(r)

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from mitodet.config import DetectConfig
 from mitodet.inference.inputs import INDEX_NAME
 from mitodet.inference.process import FileResult, TileRunner, failed_result, process_file
-from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
 
 INDEX_COLUMNS = (
     "file",
@@ -76,29 +75,30 @@ def _fmt(v: Any) -> str:
 
 
 def index_row(r: FileResult) -> dict[str, str]:
-    s = r.summary or {}
-    hot = s.get("hotspot") or {}
-    ev = s.get("evaluation") or {}
-    nt = s.get("nottingham") or {}
-    return {
-        "file": str(Path(r.path).resolve()),  # absolute: the key runs from any folder merge by
-        "name": r.name,
-        "status": r.status,
-        "kind": _fmt(s.get("kind")),
-        "mpp": _fmt(s.get("mpp")),
-        "count": _fmt(s.get("count")),
-        "tissue_area_mm2": _fmt(s.get("tissue_area_mm2")),
-        "count_per_mm2": _fmt(s.get("count_per_mm2")),
-        "hotspot_count": _fmt(hot.get("count")),
-        "hotspot_per_10hpf": _fmt(hot.get("count_per_10hpf")),
-        "mitotic_score": _fmt(nt.get("score")),
-        "score_extrapolated": _fmt(hot.get("extrapolated")) if hot else "",
-        "precision": _fmt(ev.get("precision")),
-        "recall": _fmt(ev.get("recall")),
-        "f1": _fmt(ev.get("f1")),
-        "seconds": _fmt(r.seconds),
-        "error": r.error or "",
-    }
+    """The row of ``r`` in the batch index (empty cells for a failed file)."""
+    row = dict.fromkeys(INDEX_COLUMNS, "")
+    row.update(file=str(Path(r.path).resolve()), name=r.name, status=r.status, seconds=_fmt(r.seconds))
+    row["error"] = r.error or ""  # absolute file: the key runs from any folder merge by
+    s = r.summary
+    if s is None:
+        return row
+    ro, ev = s.readout, s.evaluation or {}
+    hot = ro.hotspot
+    row.update(
+        kind=_fmt(s.kind),
+        mpp=_fmt(ro.mpp),
+        count=_fmt(ro.count),
+        tissue_area_mm2=_fmt(ro.tissue_area_mm2),
+        count_per_mm2=_fmt(ro.count_per_mm2),
+        hotspot_count=_fmt(hot.count) if hot else "",
+        hotspot_per_10hpf=_fmt(hot.count_per_10hpf) if hot else "",
+        mitotic_score=_fmt(ro.mitotic_score),
+        score_extrapolated=_fmt(hot.extrapolated) if hot else "",
+        precision=_fmt(ev.get("precision")),
+        recall=_fmt(ev.get("recall")),
+        f1=_fmt(ev.get("f1")),
+    )
+    return row
 
 
 def write_index(path: Path, results: Sequence[FileResult]) -> Path:
@@ -113,23 +113,19 @@ def write_index(path: Path, results: Sequence[FileResult]) -> Path:
 
 
 def describe_result(k: int, n: int, r: FileResult) -> str:
-    """The console line of result ``k`` of ``n`` (both backends print it)."""
+    """The console line of result ``k`` of ``n`` (every backend prints it)."""
     head = f"[{k}/{n}] {r.path.name}"
-    if r.status == "failed":
+    if r.status == "failed" or r.summary is None:
         return f"{head}: FAILED: {r.error}"
-    s = r.summary or {}
-    nt = (s.get("nottingham") or {}).get("score")
-    hot = s.get("hotspot") or {}
-    parts = [f"{s.get('count')} mitoses"]
-    if s.get("tissue_area_mm2") is not None:
-        parts.append(f"{s['tissue_area_mm2']:.3g} mm2 tissue")
+    ro, ev = r.summary.readout, r.summary.evaluation
+    hot, nt = ro.hotspot, ro.mitotic_score
+    parts = [f"{ro.count} mitoses", f"{ro.tissue_area_mm2:.3g} mm2 tissue"]
     if hot:
-        parts.append(f"hotspot {hot.get('count')} ({hot.get('count_per_10hpf', 0):.1f} per 10 HPF)")
+        parts.append(f"hotspot {hot.count} ({hot.count_per_10hpf:.1f} per 10 HPF)")
     parts.append(f"score {nt if nt is not None else 'n/a'}")
-    if hot.get("extrapolated"):
-        hpf = (s.get("tissue_area_mm2") or 0) / (s.get("field_area_mm2") or DIGITAL_HPF_AREA_MM2)
+    if hot and hot.extrapolated:
+        hpf = ro.tissue_area_mm2 / ro.field_area_mm2
         parts[-1] += f" (EXTRAPOLATED from {hpf:.2g} HPF of tissue; see the case read-out)"
-    ev = s.get("evaluation")
     if ev:
         parts.append(
             f"P {ev['precision']:.3f} R {ev['recall']:.3f} F1 {ev['f1']:.3f} "

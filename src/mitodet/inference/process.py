@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from mitodet.checks import check_threshold
 from mitodet.config import DetectConfig
-from mitodet.report.readout import DIGITAL_HPF_AREA_MM2
+from mitodet.report.readout import DIGITAL_HPF_AREA_MM2, Readout
 
 #: the finest pixel size (um) the overlay picture is drawn at
 OVERLAY_MPP = 0.5
@@ -47,6 +47,95 @@ TileRunner = Callable[..., Any]
 _LISTED_ORDER = ("csv", "candidates", "geojson", "midog", "tissue", "overlay", "heatmap")
 
 
+@dataclass(frozen=True)
+class FileSummary:
+    """What ``NAME.summary.json`` holds, typed: the read-out of one image and how it was made.
+
+    :meth:`to_json` is the file's (flat) JSON; :meth:`from_json` reads it back (the skip
+    path of a resumed run does), and raises on a missing key instead of reading "n/a".
+    ``summary["key"]`` reads a key of the JSON (for code that indexes it as a dict).
+
+    Attributes:
+        readout: the count, densities, hotspot and Nottingham score.
+        image / image_path / name / kind: the input as given, absolute, its output name, and
+            ``"hpf"`` or ``"wsi"``.
+        mpp_source: where the pixel size came from (``--mpp`` or the file's metadata).
+        model / detection / tissue / source: the model used, the detection's own record
+            (tiles, seconds...), the tissue method and mask, the reader's description.
+        evaluation: TP/FP/FN and P/R/F1 against the ground truth, or None.
+        notes: what the reader of the read-out must know (overrides, refusals run anyway).
+        outputs: the files written (the marker last); ``seconds``: time for this file.
+        mitodet_version / run: the version, and the run key with its settings.
+        atypical: the atypical read-out, when the model has a classifier.
+        status: ``"complete"``.
+        extra: keys of the JSON that none of the above names (kept as they are).
+    """
+
+    readout: Readout
+    image: str
+    image_path: str
+    name: str
+    kind: str
+    mpp_source: str
+    model: dict[str, Any]
+    detection: dict[str, Any]
+    tissue: dict[str, Any]
+    source: dict[str, Any]
+    evaluation: dict[str, Any] | None
+    notes: list[str]
+    outputs: list[str]
+    seconds: float
+    mitodet_version: str
+    run: dict[str, Any]
+    atypical: dict[str, Any] | None = None
+    status: str = "complete"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _KEYS = ("image", "image_path", "name", "kind", "mpp_source", "model", "detection", "tissue", "source")
+    _KEYS_AFTER = ("outputs", "seconds", "mitodet_version", "run", "status")
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.readout.to_json()
+        if self.atypical is not None:
+            d["atypical"] = self.atypical
+        d.update({k: getattr(self, k) for k in self._KEYS})
+        d.update(evaluation=self.evaluation, notes=list(self.notes))
+        d.update({k: getattr(self, k) for k in self._KEYS_AFTER})
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "FileSummary":
+        """Raises ValueError (naming the key) when ``d`` is not a complete summary."""
+        readout = Readout.from_json(d)
+        try:
+            return cls(
+                readout,
+                **{k: d[k] for k in cls._KEYS},
+                evaluation=d["evaluation"],
+                notes=list(d["notes"]),
+                outputs=list(d["outputs"]),
+                seconds=float(d["seconds"]),
+                mitodet_version=str(d["mitodet_version"]),
+                run=dict(d["run"]),
+                atypical=d.get("atypical"),
+                status=str(d["status"]),
+                extra={k: v for k, v in d.items() if k not in _SUMMARY_KEYS},
+            )
+        except KeyError as exc:
+            raise ValueError(f"not a mitodet summary: no {exc.args[0]!r}") from None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+
+#: the keys of NAME.summary.json that FileSummary (and its Readout) name
+_SUMMARY_KEYS = frozenset((*(f.name for f in fields(Readout)), *(f.name for f in fields(FileSummary)), "atypical")) - {
+    "readout",
+    "extra",
+}
+
+
 @dataclass
 class FileResult:
     """The outcome for one input.
@@ -56,7 +145,7 @@ class FileResult:
         name: the output name (``NAME.csv`` ...).
         status: ``"done"``, ``"skipped"`` (complete from an earlier run) or ``"failed"``.
         error: the error message when failed.
-        summary: the summary dict (done or skipped).
+        summary: the :class:`FileSummary` (done or skipped).
         outputs: output file names written (relative to the output folder).
         seconds: wall time spent on this file in this run.
     """
@@ -65,7 +154,7 @@ class FileResult:
     name: str
     status: str
     error: str | None = None
-    summary: dict[str, Any] | None = None
+    summary: FileSummary | None = None
     outputs: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -165,14 +254,15 @@ def _to_thumb(points: np.ndarray, d: tuple[float, float]) -> np.ndarray:
     return np.stack([(pts[:, 0] + 0.5) / d[0] - 0.5, (pts[:, 1] + 0.5) / d[1] - 0.5], axis=1)
 
 
-def _markdown_extra(summary: dict[str, Any]) -> str:
+def _markdown_extra(doc: FileSummary) -> str:
+    """The parts of ``NAME.summary.md`` after the read-out: the evaluation and how it was measured."""
     lines = []
-    ev = summary.get("evaluation")
+    ev = doc.evaluation
     if ev:
         lines += [
             "## Against the ground truth",
             "",
-            f"Ground truth: `{ev.get('gt_file')}` ({ev['n_gt']} mitoses); matching within "
+            f"Ground truth: `{ev['gt_file']}` ({ev['n_gt']} mitoses); matching within "
             f"{ev['radius_um']:g} µm, one-to-one, optimal.",
             "",
             "| TP | FP | FN | Precision | Recall | F1 |",
@@ -180,18 +270,16 @@ def _markdown_extra(summary: dict[str, Any]) -> str:
             f"| {ev['tp']} | {ev['fp']} | {ev['fn']} | {ev['precision']:.3f} | {ev['recall']:.3f} | {ev['f1']:.3f} |",
             "",
         ]
-    det = summary.get("detection", {})
-    tis = summary.get("tissue", {})
+    det = doc.detection
     lines += [
         "## How this was measured",
         "",
-        f"- Pixel size: {summary.get('mpp'):.4g} µm/px ({summary.get('mpp_source')}).",
-        f"- Model: {summary.get('model', {}).get('preset')} at {det.get('working_mpp')} µm/px, "
-        f"threshold {summary.get('score_threshold')}; {det.get('tiles_run')} of {det.get('tiles')} tiles run.",
-        f"- Tissue: {tis.get('method')}.",
+        f"- Pixel size: {doc.readout.mpp:.4g} µm/px ({doc.mpp_source}).",
+        f"- Model: {doc.model['preset']} at {doc.model['working_mpp']} µm/px, "
+        f"threshold {doc.readout.score_threshold}; {det.get('tiles_run')} of {det.get('tiles')} tiles run.",
+        f"- Tissue: {doc.tissue['method']}.",
     ]
-    for n in summary.get("notes", []):
-        lines.append(f"- Note: {n}")
+    lines += [f"- Note: {n}" for n in doc.notes]
     lines.append("")
     return "\n".join(lines)
 
@@ -451,56 +539,52 @@ def finish_summary(
     from mitodet.report.outputs import atomic_write_text, summary_markdown, write_summary
 
     mask = det.tissue
-    summary["score_threshold"] = det.threshold
-    summary.update(
-        {
-            "image": str(path),
-            "image_path": str(path.resolve()),
-            "name": name,
-            "kind": kind,
-            "mpp_source": check.mpp_source,
-            "model": {
-                "dir": None if detector.model_dir is None else str(detector.model_dir),
-                "preset": detector.config.preset,
-                "working_mpp": detector.mpp,
-                "second_stage": (
-                    None
-                    if getattr(detector, "rescorer", None) is None
-                    else {
-                        "patch_px": detector.rescorer.config.patch_px,
-                        "mpp": detector.rescorer.config.mpp,
-                        "combine": detector.rescorer.config.combine,
-                    }
-                ),
-                "fingerprint": settings.get("model"),
-            },
-            "detection": det.info,
-            "tissue": (
-                mask.to_dict(check.mpp)
-                if mask is not None
-                else {"method": "none: the whole image counts as tissue (HPF image; use --tissue on to detect it)"}
-            ),
-            "source": source_info,
-            "evaluation": evaluation,
-            "notes": check.notes,
-        }
-    )
-    md = summary_markdown(summary) + "\n" + _markdown_extra(summary)
-    atomic_write_text(paths["summary_md"], md)
-    written = [*written, paths["summary_md"].name]
     marker = paths["summary_json"]
-    seconds = time.perf_counter() - t0
-    summary.update(
-        {
-            "outputs": written + [marker.name],
-            "seconds": seconds,
-            "mitodet_version": __version__,
-            "run": {"key": key, "settings": settings},
-            "status": "complete",
-        }
+    at = summary.pop("atypical", None)
+    readout = replace(Readout.from_json(summary), score_threshold=det.threshold)
+    written = [*written, paths["summary_md"].name]
+    doc = FileSummary(
+        readout,
+        image=str(path),
+        image_path=str(path.resolve()),
+        name=name,
+        kind=kind,
+        mpp_source=check.mpp_source,
+        model={
+            "dir": None if detector.model_dir is None else str(detector.model_dir),
+            "preset": detector.config.preset,
+            "working_mpp": detector.mpp,
+            "second_stage": (
+                None
+                if getattr(detector, "rescorer", None) is None
+                else {
+                    "patch_px": detector.rescorer.config.patch_px,
+                    "mpp": detector.rescorer.config.mpp,
+                    "combine": detector.rescorer.config.combine,
+                }
+            ),
+            "fingerprint": settings.get("model"),
+        },
+        detection=det.info,
+        tissue=(
+            mask.to_dict(check.mpp)
+            if mask is not None
+            else {"method": "none: the whole image counts as tissue (HPF image; use --tissue on to detect it)"}
+        ),
+        source=source_info,
+        evaluation=evaluation,
+        notes=check.notes,
+        outputs=written + [marker.name],
+        seconds=0.0,
+        mitodet_version=__version__,
+        run={"key": key, "settings": settings},
+        atypical=at,
     )
-    write_summary(marker, None, summary)  # the completion marker: always last
-    return FileResult(path, name, "done", summary=summary, outputs=list(summary["outputs"]), seconds=seconds)
+    atomic_write_text(paths["summary_md"], summary_markdown(doc.to_json()) + "\n" + _markdown_extra(doc))
+    seconds = time.perf_counter() - t0
+    doc = replace(doc, seconds=seconds)
+    write_summary(marker, None, doc.to_json())  # the completion marker: always last
+    return FileResult(path, name, "done", summary=doc, outputs=list(doc.outputs), seconds=seconds)
 
 
 def process_file(
@@ -536,8 +620,14 @@ def process_file(
     key = run_key(settings, path)
     done = claim(out_dir, name, path, key, config.overwrite)
     if done is not None:
-        outputs = list(done.get("outputs", []))
-        return FileResult(path, name, "skipped", summary=done, outputs=outputs, seconds=time.perf_counter() - t0)
+        try:
+            ok = FileSummary.from_json(done)
+        except ValueError:  # a marker this version cannot read back: processed again
+            paths["summary_json"].unlink(missing_ok=True)
+        else:
+            return FileResult(
+                path, name, "skipped", summary=ok, outputs=list(ok.outputs), seconds=time.perf_counter() - t0
+            )
     with open_image(path, reader=config.reader) as src:
         check = check_image(path, src, config, detector.mpp)
         thumbnail = read_thumbnail(src, THUMBNAIL_MAX_SIDE)

@@ -286,7 +286,8 @@ def write_cases(
     for r in results:
         key = str(Path(r.path).resolve())
         if r.summary is not None and r.status in ("done", "skipped"):
-            summaries[key] = r.summary
+            s = r.summary  # a FileSummary, or (from callers of their own) its JSON dict
+            summaries[key] = s.to_json() if hasattr(s, "to_json") else s
         else:
             summaries.pop(key, None)
             failed[key] = str(r.path)

@@ -333,58 +333,60 @@ def _fmt(v: Any, nd: int = 2) -> str:
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
-    """A short Markdown report of :func:`mitodet.report.readout.summarize`'s dict."""
-    fa = summary.get("field_area_mm2")
-    nf = summary.get("n_fields", 10)
+    """A short Markdown report of :func:`mitodet.report.readout.summarize`'s dict (or a whole
+    ``NAME.summary.json``); its read-out is read typed (:class:`~mitodet.report.readout.Readout`),
+    so a missing key is an error, not "n/a"."""
+    from mitodet.report.readout import Readout
+
+    r = Readout.from_json(summary)
+    nf = r.n_fields
     lines = ["# Mitotic count report", ""]
     if "image" in summary:
         lines += [f"Image: `{summary['image']}`", ""]
     lines += [
         "| Measure | Value |",
         "|---|---|",
-        f"| Mitotic figures detected | {summary.get('count', 'n/a')} |",
-        f"| Tissue area | {_fmt(summary.get('tissue_area_mm2'))} mm² |",
-        f"| Mitoses per mm² (whole tissue) | {_fmt(summary.get('count_per_mm2'))} |",
-        f"| Mitoses per {nf} HPF (whole-tissue average, HPF = {_fmt(fa, 3)} mm²) | "
-        f"{_fmt(summary.get('count_per_10hpf'), 1)} |",
+        f"| Mitotic figures detected | {r.count} |",
+        f"| Tissue area | {_fmt(r.tissue_area_mm2)} mm² |",
+        f"| Mitoses per mm² (whole tissue) | {_fmt(r.count_per_mm2)} |",
+        f"| Mitoses per {nf} HPF (whole-tissue average, HPF = {_fmt(r.field_area_mm2, 3)} mm²) | "
+        f"{_fmt(r.count_per_10hpf, 1)} |",
     ]
-    if summary.get("score_threshold") is not None:
-        lines.append(f"| Detection score threshold | {_fmt(summary['score_threshold'])} |")
-    at = summary.get("atypical")
+    if r.score_threshold is not None:
+        lines.append(f"| Detection score threshold | {_fmt(r.score_threshold)} |")
+    at = summary.get("atypical")  # only when the model has an atypical classifier
     if at:
-        frac = "n/a" if at.get("fraction") is None else f"{100 * at['fraction']:.0f} %"
+        frac = "n/a" if at["fraction"] is None else f"{100 * at['fraction']:.0f} %"
         lines += [
-            f"| Called atypical (P >= {_fmt(at.get('threshold'))}) | {at.get('count')} ({frac} of the mitoses) |",
-            f"| Atypical per {nf} HPF (whole tissue) | {_fmt(at.get('count_per_10hpf'), 1)} |",
+            f"| Called atypical (P >= {_fmt(at['threshold'])}) | {at['count']} ({frac} of the mitoses) |",
+            f"| Atypical per {nf} HPF (whole tissue) | {_fmt(at['count_per_10hpf'], 1)} |",
         ]
-    hot = summary.get("hotspot")
+    hot = r.hotspot
     if hot:
-        bx = hot.get("box_px") or hot.get("box_um")
-        unit = "px" if hot.get("box_px") else "µm"
         lines += [
-            f"| Hotspot ({nf} HPF = {_fmt(hot.get('area_mm2'))} mm²): mitoses | {hot.get('count')} |",
-            f"| Hotspot: mitoses per {nf} HPF | {_fmt(hot.get('count_per_10hpf'), 1)} |",
-            f"| Hotspot box (x0, y0, x1, y1, {unit}) | {', '.join(f'{v:.0f}' for v in bx)} |",
+            f"| Hotspot ({nf} HPF = {_fmt(hot.area_mm2)} mm²): mitoses | {hot.count} |",
+            f"| Hotspot: mitoses per {nf} HPF | {_fmt(hot.count_per_10hpf, 1)} |",
+            f"| Hotspot box (x0, y0, x1, y1, px) | {', '.join(f'{v:.0f}' for v in hot.box_px(r.mpp))} |",
         ]
     lines.append("")
-    if hot and hot.get("extrapolated"):
+    if hot and hot.extrapolated:
         lines += [
             "**Note:** the image is smaller than 10 HPF; the hotspot is the whole image and its "
             "count was scaled to 10 HPF by the tissue area (extrapolated).",
             "",
         ]
-    nt = summary.get("nottingham") or {}
+    nt = r.nottingham
     lines += ["## Nottingham mitotic score", ""]
-    if nt.get("score") is not None:
-        row = nt.get("table_row", {})
-        cut = nt.get("cutoffs", {})
+    if r.mitotic_score is not None:
+        row = nt["table_row"]
+        cut = nt["cutoffs"]
         lines += [
-            f"**Score {nt['score']}** from {_fmt(nt.get('count_per_10hpf'), 1)} mitoses per 10 HPF "
-            f"in the hotspot (HPF area {_fmt(nt.get('field_area_mm2'), 3)} mm²).",
+            f"**Score {r.mitotic_score}** from {_fmt(nt['count_per_10hpf'], 1)} mitoses per 10 HPF "
+            f"in the hotspot (HPF area {_fmt(nt['field_area_mm2'], 3)} mm²).",
             "",
-            f"Cut-offs used (table row: field diameter {row.get('field_diameter_mm')} mm, "
-            f"area {row.get('field_area_mm2')} mm²): score 1 {cut.get('score_1')}, "
-            f"score 2 {cut.get('score_2')}, score 3 {cut.get('score_3')} mitoses per 10 HPF.",
+            f"Cut-offs used (table row: field diameter {row['field_diameter_mm']} mm, "
+            f"area {row['field_area_mm2']} mm²): score 1 {cut['score_1']}, "
+            f"score 2 {cut['score_2']}, score 3 {cut['score_3']} mitoses per 10 HPF.",
         ]
     else:
         lines.append(f"Not scored: {nt.get('error', 'no score available')}")

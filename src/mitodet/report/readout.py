@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -279,6 +279,101 @@ class Hotspot:
         if mpp is not None:
             d["box_px"] = [float(v) for v in self.box_px(mpp)]
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Hotspot":
+        """The hotspot of :meth:`to_dict`'s dict (``box_px`` is derived, not read)."""
+        return cls(
+            box_um=tuple(float(v) for v in d["box_um"]),  # type: ignore[arg-type]
+            count=int(d["count"]),
+            area_mm2=float(d["area_mm2"]),
+            count_per_10hpf=float(d["count_per_10hpf"]),
+            tissue_fraction=float(d["tissue_fraction"]),
+            extrapolated=bool(d["extrapolated"]),
+            n_fields=int(d["n_fields"]),
+            field_area_mm2=float(d["field_area_mm2"]),
+        )
+
+
+@dataclass(frozen=True)
+class Readout:
+    """The clinical read-out of one image (see :func:`summarize`), typed.
+
+    Attributes:
+        count: mitoses counted (at ``score_threshold`` when given).
+        mpp: micrometres per level-0 pixel; ``image_shape``: (height, width) in level-0 px.
+        tissue_area_mm2: the tissue the count refers to.
+        count_per_mm2 / count_per_10hpf: the whole-tissue densities (None without tissue).
+        field_area_mm2 / n_fields: the HPF definition (0.237 mm^2, 10 fields).
+        hotspot: the most active ``n_fields``-HPF region of tissue (None without tissue).
+        nottingham: the score and the table row used (``score`` None with an ``error``
+            when it cannot be given), as :meth:`MitoticScore.to_dict` writes it.
+    """
+
+    count: int
+    mpp: float
+    image_shape: tuple[int, int]
+    score_threshold: float | None
+    tissue_area_mm2: float
+    count_per_mm2: float | None
+    count_per_10hpf: float | None
+    field_area_mm2: float
+    n_fields: int
+    hotspot: Hotspot | None
+    nottingham: dict[str, Any]
+
+    @property
+    def mitotic_score(self) -> int | None:
+        """The Nottingham mitotic score (1-3), or None when it is withheld."""
+        return self.nottingham.get("score")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready dict of ``NAME.summary.json``'s read-out keys."""
+        return {
+            "count": int(self.count),
+            "mpp": float(self.mpp),
+            "image_shape": [int(v) for v in self.image_shape],
+            "score_threshold": None if self.score_threshold is None else float(self.score_threshold),
+            "tissue_area_mm2": float(self.tissue_area_mm2),
+            "count_per_mm2": self.count_per_mm2,
+            "count_per_10hpf": self.count_per_10hpf,
+            "field_area_mm2": float(self.field_area_mm2),
+            "n_fields": int(self.n_fields),
+            "hotspot": None if self.hotspot is None else self.hotspot.to_dict(mpp=self.mpp),
+            "nottingham": dict(self.nottingham),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Readout":
+        """The read-out of a summary dict (:meth:`to_json`, or a whole ``NAME.summary.json``).
+
+        Raises:
+            ValueError: a key is missing or of the wrong type (the message names it).
+        """
+        try:
+            hot = d["hotspot"]
+            thr = d["score_threshold"]
+            return cls(
+                count=int(d["count"]),
+                mpp=float(d["mpp"]),
+                image_shape=(int(d["image_shape"][0]), int(d["image_shape"][1])),
+                score_threshold=None if thr is None else float(thr),
+                tissue_area_mm2=float(d["tissue_area_mm2"]),
+                count_per_mm2=_opt_float(d["count_per_mm2"]),
+                count_per_10hpf=_opt_float(d["count_per_10hpf"]),
+                field_area_mm2=float(d["field_area_mm2"]),
+                n_fields=int(d["n_fields"]),
+                hotspot=None if hot is None else Hotspot.from_dict(hot),
+                nottingham=dict(d["nottingham"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"not a mitodet read-out: no {exc.args[0]!r}") from None
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"not a mitodet read-out: {exc}") from None
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def _pair(name: str, value: float | Sequence[float]) -> tuple[float, float]:
@@ -577,25 +672,21 @@ def summarize(
     mask_mpp = (width * m / mask.shape[1], height * m / mask.shape[0])
 
     n = int(len(pts))
-    summary: dict[str, Any] = {
-        "count": n,
-        "mpp": m,
-        "image_shape": [height, width],
-        "score_threshold": None if score_threshold is None else float(score_threshold),
-        "tissue_area_mm2": tissue_mm2,
-        "count_per_mm2": count_per_mm2(n, tissue_mm2) if tissue_mm2 > 0 else None,
-        "count_per_10hpf": count_per_10hpf(n, tissue_mm2, field_area_mm2, n_fields) if tissue_mm2 > 0 else None,
-        "field_area_mm2": float(field_area_mm2),
-        "n_fields": int(n_fields),
-    }
+    readout = Readout(
+        count=n,
+        mpp=m,
+        image_shape=(height, width),
+        score_threshold=None if score_threshold is None else float(score_threshold),
+        tissue_area_mm2=tissue_mm2,
+        count_per_mm2=count_per_mm2(n, tissue_mm2) if tissue_mm2 > 0 else None,
+        count_per_10hpf=count_per_10hpf(n, tissue_mm2, field_area_mm2, n_fields) if tissue_mm2 > 0 else None,
+        field_area_mm2=float(field_area_mm2),
+        n_fields=int(n_fields),
+        hotspot=None,
+        nottingham={"score": None, "error": "no tissue in tissue_mask", "table_source": NOTTINGHAM_TABLE_SOURCE},
+    )
     if tissue_mm2 <= 0:
-        summary["hotspot"] = None
-        summary["nottingham"] = {
-            "score": None,
-            "error": "no tissue in tissue_mask",
-            "table_source": NOTTINGHAM_TABLE_SOURCE,
-        }
-        return summary
+        return readout.to_json()
     hot = find_hotspot(
         pts * m,
         mask,
@@ -604,7 +695,6 @@ def summarize(
         n_fields=n_fields,
         min_tissue_fraction=min_tissue_fraction,
     )
-    summary["hotspot"] = hot.to_dict(mpp=m)
     try:
         ms = mitotic_score(hot.count_per_10hpf, field_area_mm2)
         nd = ms.to_dict()
@@ -616,8 +706,7 @@ def summarize(
             "field_area_mm2": float(field_area_mm2),
             "table_source": NOTTINGHAM_TABLE_SOURCE,
         }
-    summary["nottingham"] = nd
-    return summary
+    return replace(readout, hotspot=hot, nottingham=nd).to_json()
 
 
 __all__ = [
@@ -631,6 +720,7 @@ __all__ = [
     "count_per_mm2",
     "count_per_10hpf",
     "Hotspot",
+    "Readout",
     "find_hotspot",
     "HOTSPOT_GRID_UM",
     "summarize",

@@ -214,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mitodet.checks import check_device, check_mpp, check_threshold, positive_int
+    from mitodet.config import DetectConfig
     from mitodet.data.records import DataFormatError
     from mitodet.inference.pipeline import detect_files
     from mitodet.inference.predictor import Detector
@@ -222,6 +223,21 @@ def run(args: argparse.Namespace) -> int:
         if args.mpp is not None:
             check_mpp(args.mpp, "--mpp")
         check_threshold(args.threshold, "--threshold")
+        config = DetectConfig(  # every option checked here, before the model loads
+            mpp=args.mpp,
+            threshold=args.threshold,
+            gt=args.gt,
+            field_area_mm2=args.field_area_mm2,
+            tissue=args.tissue,
+            heatmap=args.heatmap and not args.no_heatmap,
+            overlay=not args.no_overlay,
+            radius_um=args.radius_um,
+            reader=args.reader,
+            allow_coarse=args.allow_coarse,
+            recursive=args.recursive,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
         positive_int(args.batch_size, "--batch-size")
         check_device(args.device, "--device")  # before the model loads
         for flag, value in (("--ray-workers", args.ray_workers), ("--threads", args.threads)):
@@ -267,23 +283,7 @@ def run(args: argparse.Namespace) -> int:
     def say_err(msg: str) -> None:
         tqdm.write(msg, file=sys.stderr)
 
-    options = dict(
-        mpp=args.mpp,
-        threshold=args.threshold,
-        gt=args.gt,
-        field_area_mm2=args.field_area_mm2,
-        tissue=args.tissue,
-        heatmap=args.heatmap and not args.no_heatmap,
-        overlay=not args.no_overlay,
-        radius_um=args.radius_um,
-        overwrite=args.overwrite,
-        recursive=args.recursive,
-        reader=args.reader,
-        progress=not args.no_progress,
-        allow_coarse=args.allow_coarse,
-        log=say,
-        log_error=say_err,
-    )
+    options = dict(config=config, log=say, log_error=say_err)
     try:
         if args.backend == "ray":
             from mitodet.inference.ray_backend import detect_files_ray

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from mitodet.checks import check_mpp
     from mitodet.data.records import DataFormatError
     from mitodet.evaluation.io import load_points
-    from mitodet.evaluation.metrics import evaluate_images, radius_for_format
+    from mitodet.evaluation.pairing import evaluate_point_sets
 
     if args.mpp is not None:
         try:
@@ -142,76 +142,12 @@ def run(args: argparse.Namespace) -> int:
         pred = load_points(args.pred)
     except DataFormatError as exc:
         return _fail(str(exc))
-    if not gt:
-        return _fail(f"{args.gt}: holds no image. Check the path.")
-
-    notes: list[str] = []
-    unlabelled = sorted(n for n, g in gt.items() if not g.labelled)
-    if unlabelled:  # e.g. MIDOG++'s never-annotated GT450 scans: truth unknown, not "no mitoses"
-        notes.append(f"{len(unlabelled)} GT image(s) were never annotated and are skipped: {unlabelled[:3]}")
-        gt = {n: g for n, g in gt.items() if g.labelled}
-        if not gt:
-            return _fail(f"{args.gt}: every image in it is unannotated; nothing to evaluate against")
-        pred = {n: q for n, q in pred.items() if n not in unlabelled}
-    names = sorted(gt)
-    pairing = {n: n for n in names if n in pred}
-    if len(gt) == 1 and len(pred) == 1 and not pairing:
-        (g,), (q,) = gt, pred
-        pairing = {g: q}
-        notes.append(f"one image on each side: paired GT {g!r} with PRED {q!r}")
-    if not pairing and pred:
-        return _fail(
-            f"no image names in common: GT has e.g. {names[:3]}, PRED has e.g. "
-            f"{sorted(pred)[:3]}. Images are paired by file name without extension; rename "
-            "the prediction files or use an 'image' column."
-        )
-    missing = [n for n in names if n not in pairing]
-    if missing:
-        notes.append(f"{len(missing)} GT image(s) have no predictions (counted as none found)")
-    extra = sorted(set(pred) - set(pairing.values()))
-    if extra:
-        notes.append(f"{len(extra)} PRED image(s) are not in GT and were ignored: {extra[:3]}")
-
-    gts, preds, scores, mpps, doms = [], [], [], [], []
-    for n in names:
-        g = gt[n]
-        q = pred.get(pairing.get(n, ""), None)
-        mpp = args.mpp or g.mpp or (q.mpp if q is not None else None)
-        if mpp is None:
-            return _fail(
-                f"no pixel size for image {n!r}: {g.source} does not give one. Pass --mpp UM_PER_PX (e.g. --mpp 0.25)."
-            )
-        g = g.to_pixels(mpp)
-        gts.append(g.mitoses()[0])
-        if q is None:
-            preds.append(np.zeros((0, 2)))
-            scores.append(None)
-        else:
-            pts, sc = q.to_pixels(mpp).mitoses()
-            preds.append(pts)
-            scores.append(sc)
-        mpps.append(mpp)
-        doms.append(g.domain or (q.domain if q is not None else ""))
-
-    radius_um = args.radius_um
-    if radius_um is None:
-        radius_um = min(radius_for_format(gt[n].fmt) for n in names)
-    if args.threshold is not None and all(s is None for s in scores):
-        notes.append("PRED has no scores: --threshold has no effect (every score is 1.0)")
     try:
-        rep = evaluate_images(
-            gts,
-            preds,
-            scores,
-            mpps,
-            radius_um=radius_um,
-            threshold=args.threshold,
-            mode=args.mode,
-            names=names,
-            domains=doms,
+        rep, notes = evaluate_point_sets(
+            gt, pred, mpp=args.mpp, radius_um=args.radius_um, threshold=args.threshold, mode=args.mode
         )
     except ValueError as exc:
-        return _fail(str(exc))
+        return _fail(f"{args.gt}: {exc}" if "ground truth" in str(exc) else str(exc))
 
     if args.json:
         out = rep.to_dict(images=True)

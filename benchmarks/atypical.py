@@ -145,6 +145,63 @@ def speed(model_dir: Path, threads: int, n: int = 60, repeats: int = 3) -> str:
     )
 
 
+def tta_ab(model_dir: Path, cfg, root: Path, limit: int | None = None) -> str:
+    """The shipped fold ensemble under each test-time augmentation (:data:`TTA_MODES`).
+
+    The choice is made on validation data only: member k of the ensemble is the model of
+    fold k, so it is scored on fold k's validation crops (which picked its epoch, and which it
+    never trained on); the mean over the members decides. The test sets are then reported for
+    every mode, so that the chosen row can be read beside the others."""
+    import numpy as np
+
+    from mitodet.engine.atypical_train import load_amibr, load_atnorm, metrics, protocol_split
+    from mitodet.models.atypical import TTA_MODES, load_atypical
+
+    ens = load_atypical(model_dir)
+    members = list(getattr(ens, "members", [ens]))
+    size = int(cfg.atypical.patch_px)
+    amibr = load_amibr(root / "amibr", size)
+    tests = [load_atnorm(root / "atnorm_br", "AtNorM-Br", size), load_atnorm(root / "atnorm_md", "AtNorM-MD", size)]
+    if limit is not None:
+        rng = np.random.default_rng(0)
+        amibr = amibr.subset(np.sort(rng.permutation(len(amibr))[:limit]))
+        tests = [t.subset(np.sort(rng.permutation(len(t))[:limit])) for t in tests]
+    test_idx, folds = protocol_split(amibr, cfg)
+    if len(folds) != len(members):
+        raise SystemExit(f"{model_dir}: {len(members)} member(s), but the config has {len(folds)} folds")
+    sets = [amibr.subset(test_idx), *tests]
+    thr = float(cfg.atypical.threshold)
+    out = [
+        "| TTA | validation BA (members, mean ± SD) | validation AUROC | "
+        + " | ".join(f"{s} BA / AUROC" for s in SETS)
+        + " | unanimous BA AMi-Br / AtNorM-MD |",
+        "|---|---|---|" + "---|" * (len(SETS) + 1),
+    ]
+    best = None
+    for mode in TTA_MODES:
+        val_ba, val_auc = [], []
+        for m, (_tr, va) in zip(members, folds):
+            m.config = m.config.replace(tta=mode)
+            v = amibr.subset(va)
+            r = metrics(v.atypical, m.probabilities(v.images), v.unanimous, thr)
+            val_ba.append(r["balanced_accuracy"])
+            val_auc.append(r["auroc"])
+        cells, unan = [], []
+        for s in sets:
+            prob = np.mean([m.probabilities(s.images) for m in members], axis=0)
+            r = metrics(s.atypical, prob, s.unanimous, thr)
+            cells.append(f"{_f(r['balanced_accuracy'])} / {_f(r['auroc'])}")
+            if s.unanimous is not None:
+                unan.append(_f(r.get("balanced_accuracy_unanimous")))
+        mean = statistics.fmean(val_ba)
+        if best is None or mean > best[1]:
+            best = (mode, mean)
+        out.append(f"| {mode} | {_ms(val_ba)} | {_ms(val_auc)} | " + " | ".join(cells) + f" | {' / '.join(unan)} |")
+        print(out[-1], flush=True)
+    out += ["", f"Chosen on the validation folds: **{best[0]}** (mean validation balanced accuracy {best[1]:.4f})."]
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "atypical.json", help="training config")
@@ -161,7 +218,32 @@ def main() -> int:
     ap.add_argument(
         "--speed", type=Path, default=None, metavar="MODEL", help="only time MODEL's classifier per detection"
     )
+    ap.add_argument(
+        "--tta-ab",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="only compare MODEL's fold ensemble under each test-time augmentation (chosen on validation folds)",
+    )
     args = ap.parse_args()
+    if args.tta_ab is not None:
+        import torch
+
+        from mitodet.data.spec import default_data_root
+        from mitodet.engine.atypical_train import load_config
+
+        torch.set_num_threads(args.threads)
+        root = args.data if args.data is not None else default_data_root()
+        cfg = load_config(args.config)
+        body = f"Command: `{command_line()}`\n\nMachine: {environment_line(args.threads)}.\n\n" + tta_ab(
+            args.tta_ab, cfg, root, limit=160 if args.quick else None
+        )
+        if args.quick:
+            print(body.replace("Chosen", "QUICK smoke test, not a result. Chosen"))
+            return 0
+        print(body)
+        write_doc(args.doc, "Atypical classifier: test-time augmentation, chosen on validation folds", body)
+        return 0
     if args.speed is not None:
         print(f"Command: `{command_line()}`\n\n{speed(args.speed, args.threads)}")
         return 0

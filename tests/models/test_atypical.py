@@ -44,6 +44,36 @@ def test_files_round_trip_and_bad_files_name_the_fix(tmp_path):
         AtypicalConfig.from_dict({"threshold": 0.5, "colour": "red"})
 
 
+def test_test_time_augmentation_averages_the_dihedral_views():
+    from mitodet.models.atypical import AtypicalClassifier, AtypicalConfig, tta_views
+
+    patches = np.random.default_rng(2).integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
+    assert len(tta_views(patches, "none")) == 1 and len(tta_views(patches, "flip")) == 2
+    d4 = tta_views(patches, "d4")
+    assert len({v.tobytes() for v in d4}) == 8  # the 8 symmetries of the square are all different here
+    np.testing.assert_array_equal(d4[1][0], np.rot90(patches[0]))
+    np.testing.assert_array_equal(d4[4][0], patches[0][:, ::-1])
+    # a stand-in network whose answer depends on orientation: the top-left pixel's red value
+    from mitodet.models.rescorer import PatchClassifier
+
+    def corner(self, views, batch_size=128):
+        return views[:, 0, 0, 0] / 255.0
+
+    crops = np.random.default_rng(3).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8)
+    c = crops[:, 8:120, 8:120, 0].astype(float)  # the centre 112 px the network sees
+    corners = [c[:, 0, 0], c[:, 0, -1], c[:, -1, -1], c[:, -1, 0]]  # what each rotation or mirror puts top-left
+    m = AtypicalClassifier(AtypicalConfig(input_px=112))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PatchClassifier, "probabilities", corner)
+        np.testing.assert_allclose(m.probabilities(crops), c[:, 0, 0] / 255.0)
+        m.config = m.config.replace(tta="flip")
+        np.testing.assert_allclose(m.probabilities(crops), (c[:, 0, 0] + c[:, 0, -1]) / 2 / 255.0)
+        m.config = m.config.replace(tta="d4")  # each corner twice (a rotation and a mirror image)
+        np.testing.assert_allclose(m.probabilities(crops), np.mean(corners, axis=0) / 255.0)
+    with pytest.raises(ValueError, match="tta must be one of"):
+        AtypicalConfig(tta="rotate")
+
+
 def test_an_ensemble_averages_its_members_and_round_trips(tmp_path):
     from mitodet.models.atypical import (
         AtypicalClassifier,

@@ -28,6 +28,19 @@ from mitodet.models.rescorer import CONFIG_NAME, PatchClassifier, load_patch_mod
 ATYPICAL_DIR = "atypical"
 ATYPICAL_CLASS = "Atypical mitotic figure"
 
+#: test-time augmentations (:attr:`AtypicalConfig.tta`)
+TTA_MODES = ("none", "flip", "d4")
+
+
+def tta_views(patches: np.ndarray, mode: str) -> list[np.ndarray]:
+    """The (N, P, P, 3) patches as the ``mode`` test-time augmentation sees them."""
+    if mode == "none":
+        return [patches]
+    flips = [patches, patches[:, :, ::-1]]
+    if mode == "flip":
+        return flips
+    return [np.rot90(f, k, axes=(1, 2)) for f in flips for k in range(4)]
+
 
 @dataclass(frozen=True)
 class AtypicalConfig:
@@ -42,6 +55,9 @@ class AtypicalConfig:
         threshold: probability at and above which a mitosis is called atypical.
         members: how many networks average their probabilities (the fold models of the
             benchmark, :class:`AtypicalEnsemble`); 1: one network.
+        tta: test-time augmentation, the probability averaged over ``"none"`` (the patch
+            as read), ``"flip"`` (and its mirror image) or ``"d4"`` (its 8 rotations and
+            mirror images: a mitosis has no up or left; training sees all 8).
     """
 
     arch: str = "mobilenet_v2"
@@ -51,8 +67,11 @@ class AtypicalConfig:
     temperature: float = 1.0
     threshold: float = 0.5
     members: int = 1
+    tta: str = "none"
 
     def __post_init__(self) -> None:
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"atypical tta must be one of {TTA_MODES}, got {self.tta!r}")
         if int(self.members) < 1:
             raise ValueError(f"atypical members must be >= 1, got {self.members!r}")
         if self.arch != "mobilenet_v2":
@@ -83,7 +102,8 @@ class AtypicalClassifier(PatchClassifier):
     def probabilities(self, patches, batch_size: int = 128):  # type: ignore[override]
         m = (patches.shape[1] - int(self.config.input_px)) // 2
         centre = patches[:, m : m + int(self.config.input_px), m : m + int(self.config.input_px)]
-        return super().probabilities(centre, batch_size)
+        views = tta_views(centre, self.config.tta)
+        return np.mean([super(AtypicalClassifier, self).probabilities(v, batch_size) for v in views], axis=0)
 
 
 class AtypicalEnsemble(torch.nn.Module):

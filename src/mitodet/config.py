@@ -1,5 +1,11 @@
 """Configuration: one frozen dataclass tree per experiment, validated on construction.
 
+The configs of the project in one place: :class:`ModelConfig` (the detector: presets, GLB,
+focal loss), :class:`SamplerConfig` and :class:`TrainConfig` (``mitodet train``), and
+:class:`DetectConfig` (``mitodet detect``, whose :meth:`~DetectConfig.run_settings` are the
+resume key). The two patch stages keep theirs beside their models
+(:mod:`mitodet.models.rescorer`, :mod:`mitodet.models.atypical`).
+
 Physical quantities carry their unit in the name (``mpp`` in micrometres per pixel,
 ``box_size_um``, ``radius_um``). Configs round-trip through plain JSON dicts with
 :func:`to_dict` / :func:`model_config_from_dict`.
@@ -272,6 +278,120 @@ class DetectConfig:
         }
 
 
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How training crops are made (sizes in pixels at the working resolution).
+
+    Attributes:
+        crop_px: side of every training crop.
+        pieces: (min, max) number of pasted pieces per crop.
+        piece_px: (min, max) side of a pasted piece.
+        p_positive / p_hard_negative: probability that a piece is centred on a labelled
+            mitosis / hard negative (else a random window of a random patch).
+        feather_px: width of the soft edge of a pasted piece.
+        edge_margin_px: a label whose centre lies closer than this to a piece's cut edge is
+            dropped (the object is cut in half), and so is the image content's claim to it.
+        scale_jitter: relative scale jitter (0.1 = +-10%).
+        hed_sigma / hed_bias: HED stain jitter strengths.
+        p_blur: probability of a Gaussian blur (radius 0.5-1.2 px).
+        p_mosaic_background: probability that the canvas starts as a random-phase mosaic of
+            small patches even when large images exist (so pieces and background come from
+            the same sources as often as not, and a piece edge is no cue).
+        piece_hed_sigma: extra HED jitter per pasted piece, so a piece's colour does not
+            tell it apart from the background systematically.
+        augment: False gives unaugmented (still mosaicked) crops for validation.
+    """
+
+    crop_px: int = 112
+    pieces: tuple[int, int] = (1, 4)
+    piece_px: tuple[int, int] = (24, 64)
+    p_positive: float = 0.5
+    p_hard_negative: float = 0.25
+    feather_px: int = 3
+    edge_margin_px: float = 4.0
+    scale_jitter: float = 0.1
+    hed_sigma: float = 0.05
+    hed_bias: float = 0.05
+    brightness: float = 0.1
+    contrast: float = 0.1
+    p_blur: float = 0.2
+    p_mosaic_background: float = 0.5
+    piece_hed_sigma: float = 0.03
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.crop_px < 32:
+            raise ValueError(f"crop_px must be >= 32, got {self.crop_px!r}")
+        if not (1 <= self.piece_px[0] <= self.piece_px[1]):
+            raise ValueError(f"piece_px must be (min, max) with 1 <= min <= max, got {self.piece_px!r}")
+        if not (0 <= self.pieces[0] <= self.pieces[1]):
+            raise ValueError(f"pieces must be (min, max) with 0 <= min <= max, got {self.pieces!r}")
+        if not 0 <= self.p_positive + self.p_hard_negative <= 1:
+            raise ValueError("p_positive + p_hard_negative must lie in [0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training recipe. Defaults are the paper's (SPEC.md, 'Training recipe')."""
+
+    preset: str = "rdlm"
+    model_overrides: dict = field(default_factory=dict)
+    #: fine-tuning: a model folder (``"default"``: the bundled one) whose config and weights
+    #: the detector starts from, instead of ``preset`` with ImageNet / random initialisation
+    init_from: str = ""
+    iterations: int = 20000
+    batch_size: int = 2
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 500
+    lr_decay_at: tuple[float, ...] = ()
+    grad_clip: float = 10.0
+    val_every: int = 1000
+    val_crops: int = 256
+    checkpoint_every: int = 200
+    log_every: int = 10
+    radius_um: float = 8.0
+    seed: int = 0
+    threads: int = 0
+    #: also save the model at every validation (``<out>/snapshots/it<N>``), so that a later,
+    #: slower criterion (``mitodet validate``'s whole-field F1) can pick the checkpoint
+    snapshots: bool = False
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "batch_size", "val_every", "val_crops", "checkpoint_every", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if any(not 0 < f < 1 for f in self.lr_decay_at):
+            raise ValueError(f"lr_decay_at are fractions of the run in (0, 1), got {self.lr_decay_at!r}")
+
+
+def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    if not isinstance(d, dict):
+        raise ValueError(f"the train config must be a JSON object of settings, got {d!r}")
+    d = dict(d)
+    if not isinstance(d.get("model_overrides", {}), dict):
+        raise ValueError(f"model_overrides must be a JSON object of model settings, got {d['model_overrides']!r}")
+    if "sampler" in d and not isinstance(d["sampler"], SamplerConfig):
+        s = dict(d["sampler"]) if isinstance(d["sampler"], dict) else d["sampler"]
+        for k in ("pieces", "piece_px"):
+            if isinstance(s, dict) and k in s:
+                s[k] = _as_tuple(s[k], f"sampler.{k}")
+        d["sampler"] = from_dict(SamplerConfig, s, "sampler")
+    if "lr_decay_at" in d:
+        d["lr_decay_at"] = _as_tuple(d["lr_decay_at"], "lr_decay_at")
+    return from_dict(TrainConfig, d, "train config")
+
+
+def _as_tuple(value: Any, what: str) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{what} must be a list, got {value!r}")
+    return tuple(value)
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -317,6 +437,9 @@ __all__ = [
     "FocalConfig",
     "ModelConfig",
     "DetectConfig",
+    "SamplerConfig",
+    "TrainConfig",
+    "train_config_from_dict",
     "TISSUE_MODES",
     "to_dict",
     "from_dict",

@@ -29,61 +29,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from mitodet.config import SamplerConfig  # noqa: F401  (defined there; re-exported)
 from mitodet.data import transforms as T
 from mitodet.data.images import read_rgb
 from mitodet.data.records import LABEL_MITOSIS, ImageRecord
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """How training crops are made (sizes in pixels at the working resolution).
-
-    Attributes:
-        crop_px: side of every training crop.
-        pieces: (min, max) number of pasted pieces per crop.
-        piece_px: (min, max) side of a pasted piece.
-        p_positive / p_hard_negative: probability that a piece is centred on a labelled
-            mitosis / hard negative (else a random window of a random patch).
-        feather_px: width of the soft edge of a pasted piece.
-        edge_margin_px: a label whose centre lies closer than this to a piece's cut edge is
-            dropped (the object is cut in half), and so is the image content's claim to it.
-        scale_jitter: relative scale jitter (0.1 = +-10%).
-        hed_sigma / hed_bias: HED stain jitter strengths.
-        p_blur: probability of a Gaussian blur (radius 0.5-1.2 px).
-        p_mosaic_background: probability that the canvas starts as a random-phase mosaic of
-            small patches even when large images exist (so pieces and background come from
-            the same sources as often as not, and a piece edge is no cue).
-        piece_hed_sigma: extra HED jitter per pasted piece, so a piece's colour does not
-            tell it apart from the background systematically.
-        augment: False gives unaugmented (still mosaicked) crops for validation.
-    """
-
-    crop_px: int = 112
-    pieces: tuple[int, int] = (1, 4)
-    piece_px: tuple[int, int] = (24, 64)
-    p_positive: float = 0.5
-    p_hard_negative: float = 0.25
-    feather_px: int = 3
-    edge_margin_px: float = 4.0
-    scale_jitter: float = 0.1
-    hed_sigma: float = 0.05
-    hed_bias: float = 0.05
-    brightness: float = 0.1
-    contrast: float = 0.1
-    p_blur: float = 0.2
-    p_mosaic_background: float = 0.5
-    piece_hed_sigma: float = 0.03
-    augment: bool = True
-
-    def __post_init__(self) -> None:
-        if self.crop_px < 32:
-            raise ValueError(f"crop_px must be >= 32, got {self.crop_px!r}")
-        if not (1 <= self.piece_px[0] <= self.piece_px[1]):
-            raise ValueError(f"piece_px must be (min, max) with 1 <= min <= max, got {self.piece_px!r}")
-        if not (0 <= self.pieces[0] <= self.pieces[1]):
-            raise ValueError(f"pieces must be (min, max) with 0 <= min <= max, got {self.pieces!r}")
-        if not 0 <= self.p_positive + self.p_hard_negative <= 1:
-            raise ValueError("p_positive + p_hard_negative must lie in [0, 1]")
 
 
 @dataclass

@@ -24,82 +24,25 @@ import json
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mitodet.config import ModelConfig, from_dict, model_config_from_dict, save_json, to_dict
-from mitodet.data.sampler import SamplerConfig
+from mitodet.config import (  # TrainConfig is defined there (re-exported here)
+    ModelConfig,
+    TrainConfig,
+    model_config_from_dict,
+    save_json,
+    to_dict,
+    train_config_from_dict,  # noqa: F401  (re-exported)
+)
 from mitodet.runtime import keep_freed_memory
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message says where and what to try."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training recipe. Defaults are the paper's (SPEC.md, 'Training recipe')."""
-
-    preset: str = "rdlm"
-    model_overrides: dict = field(default_factory=dict)
-    #: fine-tuning: a model folder (``"default"``: the bundled one) whose config and weights
-    #: the detector starts from, instead of ``preset`` with ImageNet / random initialisation
-    init_from: str = ""
-    iterations: int = 20000
-    batch_size: int = 2
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int = 500
-    lr_decay_at: tuple[float, ...] = ()
-    grad_clip: float = 10.0
-    val_every: int = 1000
-    val_crops: int = 256
-    checkpoint_every: int = 200
-    log_every: int = 10
-    radius_um: float = 8.0
-    seed: int = 0
-    threads: int = 0
-    #: also save the model at every validation (``<out>/snapshots/it<N>``), so that a later,
-    #: slower criterion (``mitodet validate``'s whole-field F1) can pick the checkpoint
-    snapshots: bool = False
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-
-    def __post_init__(self) -> None:
-        for name in ("iterations", "batch_size", "val_every", "val_crops", "checkpoint_every", "log_every"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if any(not 0 < f < 1 for f in self.lr_decay_at):
-            raise ValueError(f"lr_decay_at are fractions of the run in (0, 1), got {self.lr_decay_at!r}")
-
-
-def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    if not isinstance(d, dict):
-        raise ValueError(f"the train config must be a JSON object of settings, got {d!r}")
-    d = dict(d)
-    if not isinstance(d.get("model_overrides", {}), dict):
-        raise ValueError(f"model_overrides must be a JSON object of model settings, got {d['model_overrides']!r}")
-    if "sampler" in d and not isinstance(d["sampler"], SamplerConfig):
-        s = dict(d["sampler"]) if isinstance(d["sampler"], dict) else d["sampler"]
-        for k in ("pieces", "piece_px"):
-            if isinstance(s, dict) and k in s:
-                s[k] = _as_tuple(s[k], f"sampler.{k}")
-        d["sampler"] = from_dict(SamplerConfig, s, "sampler")
-    if "lr_decay_at" in d:
-        d["lr_decay_at"] = _as_tuple(d["lr_decay_at"], "lr_decay_at")
-    return from_dict(TrainConfig, d, "train config")
-
-
-def _as_tuple(value: Any, what: str) -> tuple:
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"{what} must be a list, got {value!r}")
-    return tuple(value)
 
 
 def resolve_model_config(cfg: TrainConfig) -> ModelConfig:
@@ -318,25 +261,13 @@ def _allreduce_step(
     return buf[n], dict(zip(losses, buf[:n])), int(round(buf[n + 1])), buf[n + 2] > 0
 
 
-def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx, sync_bn: bool) -> dict[str, Any]:
-    """The training loop of :func:`train` on one rank of ``ctx`` (a
-    :class:`~mitodet.engine.distributed.DistContext`, or a
-    :class:`~mitodet.engine.distributed.SingleProcess`: a world of size one)."""
-    from mitodet.engine import distributed as D
-    from mitodet.engine.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-    from mitodet.models.builder import build_detector
-    from mitodet.models.io import save_detector
+def _prepare_folder(cfg: TrainConfig, model_cfg: ModelConfig, spec, out: Path, resume: bool, ctx) -> dict | None:
+    """Rank 0 checks that ``out`` holds no run of another config and writes ``config.json``;
+    every rank must see the same checkpoint (or none), and all of them raise the same error
+    instead of some waiting for the others forever. Returns the checkpoint's metadata to
+    resume from, or None."""
+    from mitodet.engine.checkpoint import read_checkpoint_meta
 
-    main, rank, world, dev = ctx.is_main, ctx.rank, ctx.world_size, ctx.device
-    D.check_batch_split(cfg.batch_size, world)
-    if sync_bn and dev.type != "cuda":
-        raise ValueError("sync_bn (--sync-bn) needs GPUs: torch has no SyncBatchNorm on the CPU; drop --sync-bn")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    keep_freed_memory()  # fewer page faults per step on glibc (see mitodet.runtime)
-    model_cfg = resolve_model_config(cfg)
     resolved = {"train": to_dict(cfg), "model": to_dict(model_cfg), "data": spec.to_dict()}
     ckpt_dir = out / "checkpoints"
     meta = read_checkpoint_meta(ckpt_dir) if resume else None
@@ -356,8 +287,6 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
                     )
         save_json(resolved, out / "config.json")
 
-    # Rank 0 checks the folder; every rank must see the same checkpoint (or none) and all of
-    # them raise the same error, instead of some waiting for the others forever.
     problem = None
     if ctx.is_main:
         try:
@@ -377,6 +306,14 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
             "folder that every node reads (a shared filesystem), so all ranks resume from the "
             "same checkpoint"
         )
+    return meta
+
+
+def _build_model(cfg: TrainConfig, model_cfg: ModelConfig, sync_bn: bool):
+    """The detector to train, seeded: built from its config, or (fine-tuning) with every weight
+    of ``cfg.init_from``; trainable BatchNorm turned into SyncBatchNorm when ``sync_bn``."""
+    from mitodet.engine import distributed as D
+    from mitodet.models.builder import build_detector
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -401,6 +338,51 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
                 f"sync_bn (--sync-bn): the model has no trainable BatchNorm (norm={model_cfg.norm!r}); drop --sync-bn"
             )
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def _data_parallel(model, ctx, sync_bn: bool):
+    """What the loop calls forward on: the model itself, or (distributed) its DDP wrapper."""
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    from mitodet.engine import distributed as D
+
+    dev = ctx.device
+    # Construction broadcasts rank 0's parameters and buffers. Every trainable parameter
+    # takes part in every step's loss (crops without mitoses too), so there is no
+    # unused-parameter search. Buffers are re-broadcast at each forward only when they
+    # change (trainable BatchNorm without SyncBatchNorm); frozen BN's never do.
+    return DistributedDataParallel(
+        model,
+        device_ids=[dev.index] if dev.type == "cuda" else None,
+        find_unused_parameters=False,
+        forward_sync_buffers=D.has_running_stats(model) and not sync_bn,
+    )
+
+
+def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx, sync_bn: bool) -> dict[str, Any]:
+    """The training loop of :func:`train` on one rank of ``ctx`` (a
+    :class:`~mitodet.engine.distributed.DistContext`, or a
+    :class:`~mitodet.engine.distributed.SingleProcess`: a world of size one)."""
+    from mitodet.engine import distributed as D
+    from mitodet.engine.checkpoint import load_checkpoint, save_checkpoint
+    from mitodet.models.io import save_detector
+
+    main, rank, world, dev = ctx.is_main, ctx.rank, ctx.world_size, ctx.device
+    D.check_batch_split(cfg.batch_size, world)
+    if sync_bn and dev.type != "cuda":
+        raise ValueError("sync_bn (--sync-bn) needs GPUs: torch has no SyncBatchNorm on the CPU; drop --sync-bn")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    keep_freed_memory()  # fewer page faults per step on glibc (see mitodet.runtime)
+    model_cfg = resolve_model_config(cfg)
+    ckpt_dir = out / "checkpoints"
+    meta = _prepare_folder(cfg, model_cfg, spec, out, resume, ctx)
+    model = _build_model(cfg, model_cfg, sync_bn)
     train_ds, val_crops, data_info = build_datasets(cfg, model_cfg, spec, progress=progress and main, with_val=main)
     if main:
         save_json(data_info, out / "data_split.json")
@@ -414,20 +396,7 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
         if main:
             _drop_log_rows_after(out / "metrics.jsonl", start)
             print(f"resuming from the checkpoint of iteration {start} in {ckpt_dir}", flush=True)
-    forward = model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        # Construction broadcasts rank 0's parameters and buffers. Every trainable parameter
-        # takes part in every step's loss (crops without mitoses too), so there is no
-        # unused-parameter search. Buffers are re-broadcast at each forward only when they
-        # change (trainable BatchNorm without SyncBatchNorm); frozen BN's never do.
-        forward = DistributedDataParallel(
-            model,
-            device_ids=[dev.index] if dev.type == "cuda" else None,
-            find_unused_parameters=False,
-            forward_sync_buffers=D.has_running_stats(model) and not sync_bn,
-        )
+    forward = _data_parallel(model, ctx, sync_bn)
     metrics = out / "metrics.jsonl"
     stop = _StopFlag()
     old_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -535,23 +504,30 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
         if bar is not None:
             bar.close()
 
+    run = {"iterations": it, "best": best, "data": data_info, "wall_s_this_session": time.time() - t0}
+    return _finish(model, out, ctx, run)
+
+
+def _finish(model, out: Path, ctx, run: dict[str, Any]) -> dict[str, Any]:
+    """Rank 0 writes ``out/model`` (the best validation's model, else the last weights) and
+    ``summary.json``; every rank returns rank 0's summary."""
+    from mitodet.models.io import load_detector, save_detector
+
     summary = None
-    if main:
+    if ctx.is_main:
         final = out / "model"
         if (out / "best" / "model.safetensors").is_file():
-            from mitodet.models.io import load_detector
-
             chosen = load_detector(out / "best")
             extra = json.loads((out / "best" / "config.json").read_text()).get("extra", {})
             save_detector(chosen, final, extra=extra)
         else:
             save_detector(model, final, extra={"note": "no validation split: last weights, stock threshold"})
         summary = {
-            "iterations": it,
-            "best": best,
+            "iterations": run["iterations"],
+            "best": run["best"],
             "model_dir": str(final),
-            "data": data_info,
-            "wall_s_this_session": time.time() - t0,
+            "data": run["data"],
+            "wall_s_this_session": run["wall_s_this_session"],
         }
     if not ctx.distributed:
         save_json(summary, out / "summary.json")
@@ -559,8 +535,8 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
     # A cheap end-of-run guard: DDP keeps the replicas equal by construction (the same
     # averaged gradients, the same optimizer step); the summary says so, or a warning does.
     digests = ctx.all_gather_object(parameter_digest(model))
-    if main:
-        summary.update(world_size=world, param_digest_per_rank=digests)
+    if ctx.is_main:
+        summary.update(world_size=ctx.world_size, param_digest_per_rank=digests)
         if len(set(digests)) > 1:
             print(
                 f"warning: the ranks ended with different weights ({digests}); model/ holds rank 0's", file=sys.stderr

@@ -32,6 +32,7 @@ Ray is an optional dependency (``pip install 'mitodet[ray]'``), imported on firs
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -343,7 +344,6 @@ class RayDetectorPool:
 
     def _scatter(self, path: str, reader: str, plan: TilePlan, progress: bool) -> list[list[tuple]]:
         """Run ``plan.batches`` on the actors, two groups in flight per actor; per-batch results in order."""
-        ray = self._ray
         nb = len(plan.batches)
         if nb == 0:
             return []
@@ -352,40 +352,23 @@ class RayDetectorPool:
         # ~8 groups per worker balance the load; a group is at least one batch
         size = max(1, nb // (8 * len(self._actors)))
         # what the workers need of the plan (level and scale), without the tile lists and the mask
-        plan_ref = ray.put(replace(plan, tiles=[], run=[], batches=[], mask=None))
-        groups = deque((i, min(nb, i + size)) for i in range(0, nb, size))
+        plan_ref = self._ray.put(replace(plan, tiles=[], run=[], batches=[], mask=None))
+        groups = [(i, min(nb, i + size)) for i in range(0, nb, size)]
         out: list[list[tuple] | None] = [None] * nb
-        inflight: dict = {}
-        load = {a: 0 for a in self._actors}
         bar = None
         if progress and len(groups) > 1:
             from tqdm import tqdm
 
             bar = tqdm(total=nb, desc="tile batches", unit="batch", leave=False, disable=None)
-        try:
-            while groups or inflight:
-                for a in list(self._actors):
-                    while groups and load.get(a, 0) < 2:
-                        g = groups.popleft()
-                        ref = a.run_tiles.remote(path, reader, plan_ref, plan.batches[g[0] : g[1]])
-                        inflight[ref] = (a, g)
-                        load[a] = load.get(a, 0) + 1
-                if not inflight:
-                    raise RuntimeError("no Ray workers left (all died); see the Ray logs")
-                done, _ = ray.wait(list(inflight), num_returns=1)
-                for ref in done:
-                    a, (i0, i1) = inflight.pop(ref)
-                    load[a] -= 1
-                    try:
-                        res = ray.get(ref)
-                    except ray.exceptions.RayTaskError as exc:  # reading or running the tiles failed
-                        raise _cause(exc) from None
-                    except ray.exceptions.RayError:  # the worker died (node lost, process killed)
-                        new = self._replace(a)
-                        if new is not None:
-                            load[new] = 0
-                        groups.appendleft((i0, i1))  # pure work: run it again
-                        continue
+
+        def submit(actor, g, _left):
+            return actor.run_tiles.remote(path, reader, plan_ref, plan.batches[g[0] : g[1]])
+
+        try:  # two groups in flight per worker; a group whose worker died is pure work: run again
+            with contextlib.closing(_schedule(self, groups, submit, 2, lambda g, exc: True)) as done:
+                for (i0, i1), res, error in done:
+                    if error is not None:  # reading or running the tiles failed, or no worker is left
+                        raise error
                     k = 0
                     for b in range(i0, i1):
                         n = len(plan.batches[b])
@@ -396,7 +379,6 @@ class RayDetectorPool:
         finally:
             if bar is not None:
                 bar.close()
-            _cancel(ray, inflight)  # after an error: leave no work queued on the actors
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ a batch of files
@@ -451,57 +433,77 @@ class RayFileExecutor:
         )
         plan_ref = ray.put(remote)
         tiles = functools.partial(pool.detect_source, reader=plan.config.reader)
-        pending = deque(range(len(inputs)))
         tries = [0] * len(inputs)
-        inflight: dict = {}
-        try:
-            while pending or inflight:
-                busy = {a for a, _ in inflight.values()}
-                for a in [a for a in pool._actors if a not in busy]:
-                    if not pending:
-                        break
-                    i = pending.popleft()
-                    # split a large file only near the end, when whole files no longer keep every worker busy
-                    allow = self.min_tiles if len(pending) < len(pool._actors) else None
-                    inflight[a.process.remote(plan_ref, i, allow)] = (a, i)
-                if not inflight:
-                    for i in pending:  # every worker died and none may be started any more
-                        yield (
-                            i,
-                            FileResult(
-                                inputs[i],
-                                names[i],
-                                "failed",
-                                error=f"{inputs[i]}: no Ray workers left (all died); see the Ray logs",
-                            ),
-                        )
-                    pending.clear()
-                    break
-                done, _ = ray.wait(list(inflight), num_returns=1)
-                for ref in done:
-                    a, i = inflight.pop(ref)
-                    try:
-                        r = ray.get(ref)
-                    except ray.exceptions.RayTaskError as exc:  # process() returns failures; this is a bug
-                        r = failed_result(inputs[i], names[i], _cause(exc), time.perf_counter())
-                    except ray.exceptions.RayError as exc:  # the worker died (node lost, process killed)
-                        pool._replace(a)
-                        tries[i] += 1
-                        if tries[i] <= pool.max_task_retries:
-                            pending.appendleft(i)
-                            continue
-                        r = FileResult(
-                            inputs[i],
-                            names[i],
-                            "failed",
-                            error=f"{inputs[i]}: the Ray worker died while processing it, {tries[i]} "
-                            f"time(s) ({type(exc).__name__}); rerun to retry this file",
-                        )
-                    if isinstance(r, _Deferred):
-                        r = run_file(plan, i, tiles=tiles)
-                    yield i, r
-        finally:
-            _cancel(ray, inflight)
+
+        def submit(actor, i, left):
+            # split a large file only near the end, when whole files no longer keep every worker busy
+            allow = self.min_tiles if left < len(pool._actors) else None
+            return actor.process.remote(plan_ref, i, allow)
+
+        def retry(i, _exc) -> bool:  # outputs are atomic and the marker comes last: safe to redo
+            tries[i] += 1
+            return tries[i] <= pool.max_task_retries
+
+        with contextlib.closing(_schedule(pool, range(len(inputs)), submit, 1, retry)) as done:
+            for i, r, error in done:
+                if isinstance(error, ray.exceptions.RayError) and not isinstance(error, ray.exceptions.RayTaskError):
+                    r = FileResult(
+                        inputs[i],
+                        names[i],
+                        "failed",
+                        error=f"{inputs[i]}: the Ray worker died while processing it, {tries[i]} "
+                        f"time(s) ({type(error).__name__}); rerun to retry this file",
+                    )
+                elif error is not None:  # no worker left, or process() raised (it returns failures: a bug)
+                    r = failed_result(inputs[i], names[i], error, time.perf_counter())
+                elif isinstance(r, _Deferred):
+                    r = run_file(plan, i, tiles=tiles)
+                yield i, r
+
+
+def _schedule(pool: "RayDetectorPool", tasks, submit, per_actor: int, retry):
+    """The one scheduler of this backend: ``tasks`` onto the pool's actors, ``per_actor`` in
+    flight on each (``submit(actor, task, tasks_left)`` starts one and returns its ref),
+    yielding ``(task, result, error)`` as each finishes; ``error`` is the exception the task
+    raised, or None. A task whose worker died (a lost node, a killed process) is started
+    again when ``retry(task, exc)`` says so (the dead worker is replaced while the pool's
+    ``max_restarts`` allows), else yielded with that error. When no worker is left, every task
+    not run is yielded with a RuntimeError. Closing the generator cancels what is in flight."""
+    ray = pool._ray
+    pending = deque(tasks)
+    inflight: dict = {}
+    load: dict = {}
+    try:
+        while pending or inflight:
+            for a in list(pool._actors):
+                while pending and load.get(a, 0) < per_actor:
+                    task = pending.popleft()
+                    inflight[submit(a, task, len(pending))] = (a, task)
+                    load[a] = load.get(a, 0) + 1
+            if not inflight:
+                gone = RuntimeError("no Ray workers left (all died); see the Ray logs")
+                while pending:
+                    yield pending.popleft(), None, gone
+                return
+            done, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in done:
+                a, task = inflight.pop(ref)
+                load[a] -= 1
+                try:
+                    res = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # the task raised
+                    yield task, None, _cause(exc)
+                    continue
+                except ray.exceptions.RayError as exc:  # the worker died
+                    pool._replace(a)
+                    if retry(task, exc):
+                        pending.appendleft(task)
+                        continue
+                    yield task, None, exc
+                    continue
+                yield task, res, None
+    finally:
+        _cancel(ray, inflight)  # after an error or an interrupt: leave no work queued on the actors
 
 
 def _cause(exc) -> BaseException:

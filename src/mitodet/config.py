@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,12 +238,12 @@ class DetectConfig:
         if self.mpp is not None:
             check_mpp(self.mpp, "--mpp")
         r = self.radius_um
-        if r is not None and not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+        if r is not None and not (isinstance(r, numbers.Real) and math.isfinite(r) and r > 0):
             raise ConfigError(f"radius_um must be a positive number of micrometres, got {r!r}")
         a = self.field_area_mm2
-        if not (isinstance(a, (int, float)) and math.isfinite(a) and a > 0):
+        if not (isinstance(a, numbers.Real) and math.isfinite(a) and a > 0):
             raise ConfigError(f"field_area_mm2 must be a positive area in mm^2, got {a!r}")
-        for name in ("field_area_mm2", "radius_um", "threshold", "mpp"):
+        for name in ("field_area_mm2", "radius_um", "threshold"):  # (mpp as given: it is part of the run key)
             v = getattr(self, name)
             if v is not None:
                 object.__setattr__(self, name, float(v))

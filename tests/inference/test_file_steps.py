@@ -109,6 +109,8 @@ def test_a_file_summary_reads_back_what_it_writes_and_refuses_an_incomplete_one(
     back = FileSummary.from_json(doc)
     assert back.to_json() == doc and back.extra == {"points": "reviewed.geojson"}
     assert back.readout.count == 3 and back["count"] == 3 and back.readout.mitotic_score == 3
+    with pytest.raises(ValueError, match="not a mitodet summary"):  # the skip path then processes the file again
+        FileSummary.from_json({**doc, "seconds": None})
     del doc["notes"]
     with pytest.raises(ValueError, match="no 'notes'"):
         FileSummary.from_json(doc)
@@ -133,3 +135,16 @@ def test_the_batch_loop_keeps_input_order_writes_the_index_and_logs_each_file_as
     rows = (tmp_path / "summary.csv").read_text().splitlines()
     assert [r.split(",")[1] for r in rows[1:]] == ["a", "b", "c"]
     assert rows[3].split(",")[5] == "2"  # c's count
+
+
+def test_a_code_change_keeps_the_bundled_models_fingerprint():
+    """The fingerprint is part of every file's run key: if a code change moved it (a new config
+    field hashed at its default, say), every finished file would be processed again on rerun.
+    Update the value only when the bundled model itself is retrained."""
+    from mitodet.inference.predictor import Detector
+    from mitodet.inference.resume import model_fingerprint
+
+    det = Detector.load("default")
+    assert model_fingerprint(det) == "f89e0e5489385974"
+    det.atypical.config = det.atypical.config.replace(tta="d4")  # a setting that changes the outputs counts
+    assert model_fingerprint(det) != "f89e0e5489385974"

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from mitodet.checks import check_mpp
     from mitodet.data.records import DataFormatError
     from mitodet.evaluation.io import load_points
-    from mitodet.evaluation.pairing import evaluate_point_sets
+    from mitodet.evaluation.pairing import GroundTruthError, evaluate_point_sets
 
     if args.mpp is not None:
         try:
@@ -146,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
         rep, notes = evaluate_point_sets(
             gt, pred, mpp=args.mpp, radius_um=args.radius_um, threshold=args.threshold, mode=args.mode
         )
+    except GroundTruthError as exc:
+        return _fail(f"{args.gt}: {exc}")
     except ValueError as exc:
-        return _fail(f"{args.gt}: {exc}" if "ground truth" in str(exc) else str(exc))
+        return _fail(str(exc))
 
     if args.json:
         out = rep.to_dict(images=True)

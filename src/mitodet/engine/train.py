@@ -484,7 +484,8 @@ def _train(cfg: TrainConfig, spec, out: Path, resume: bool, progress: bool, ctx,
             validating = it % cfg.val_every == 0 or it == cfg.iterations
             if validating and main:
                 run_validation(it)
-            stopping = stop_all
+            # distributed: what every rank was told in this step's all-reduce; one process: the flag now
+            stopping = stop_all if ctx.distributed else stop.signum is not None
             saving = it % cfg.checkpoint_every == 0 or it == cfg.iterations or stopping
             if saving:
                 checkpoint(it)

@@ -16,6 +16,10 @@ from typing import Any
 import numpy as np
 
 
+class GroundTruthError(ValueError):
+    """The ground-truth file holds nothing to evaluate against (the message does not name it)."""
+
+
 def pair_by_name(gt_names: Iterable[str], other_names: Iterable[str]) -> tuple[dict[str, str], bool]:
     """``({gt name: other name}, paired_whatever_the_names)``: the names in common, or, when
     there are none and each side has exactly one image, those two (the flag is then True)."""
@@ -51,14 +55,14 @@ def evaluate_point_sets(
     from mitodet.evaluation.metrics import evaluate_images, radius_for_format
 
     if not gt:
-        raise ValueError("the ground truth holds no image; check the path")
+        raise GroundTruthError("holds no image. Check the path.")
     notes: list[str] = []
     unlabelled = sorted(n for n, g in gt.items() if not g.labelled)
     if unlabelled:  # truth unknown, not "no mitoses"
         notes.append(f"{len(unlabelled)} GT image(s) were never annotated and are skipped: {unlabelled[:3]}")
         gt = {n: g for n, g in gt.items() if g.labelled}
         if not gt:
-            raise ValueError("every image in the ground truth is unannotated; nothing to evaluate against")
+            raise GroundTruthError("every image in it is unannotated; nothing to evaluate against")
         pred = {n: q for n, q in pred.items() if n not in unlabelled}
     names = sorted(gt)
     pairing, whatever = pair_by_name(names, pred)
@@ -105,4 +109,4 @@ def evaluate_point_sets(
     return rep, notes
 
 
-__all__ = ["pair_by_name", "evaluate_point_sets"]
+__all__ = ["GroundTruthError", "pair_by_name", "evaluate_point_sets"]

@@ -242,6 +242,10 @@ class Detector:
             state["model"] = None
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        keep_freed_memory()  # as __init__ does, in the process the Detector lands in
+        self.__dict__.update(state)
+
     def working_grid(self, shape_hw: tuple[int, int], mpp: float) -> tuple[int, int]:
         """(height, width) of an image of ``shape_hw`` level-0 px at ``mpp`` on the working grid."""
         s = check_mpp(mpp) / self.mpp

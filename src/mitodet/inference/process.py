@@ -124,6 +124,8 @@ class FileSummary:
             )
         except KeyError as exc:
             raise ValueError(f"not a mitodet summary: no {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:  # e.g. "seconds": null
+            raise ValueError(f"not a mitodet summary: {exc}") from None
 
     def __getitem__(self, key: str) -> Any:
         return self.to_json()[key]

@@ -454,11 +454,17 @@ class RayFileExecutor:
                         error=f"{inputs[i]}: the Ray worker died while processing it, {tries[i]} "
                         f"time(s) ({type(error).__name__}); rerun to retry this file",
                     )
-                elif error is not None:  # no worker left, or process() raised (it returns failures: a bug)
+                elif isinstance(error, _NoWorkers):
+                    r = FileResult(inputs[i], names[i], "failed", error=f"{inputs[i]}: {error}")
+                elif error is not None:  # process() raised (it returns failures: a bug)
                     r = failed_result(inputs[i], names[i], error, time.perf_counter())
                 elif isinstance(r, _Deferred):
                     r = run_file(plan, i, tiles=tiles)
                 yield i, r
+
+
+class _NoWorkers(RuntimeError):
+    """Every worker died and none may be started any more."""
 
 
 def _schedule(pool: "RayDetectorPool", tasks, submit, per_actor: int, retry):
@@ -468,7 +474,7 @@ def _schedule(pool: "RayDetectorPool", tasks, submit, per_actor: int, retry):
     raised, or None. A task whose worker died (a lost node, a killed process) is started
     again when ``retry(task, exc)`` says so (the dead worker is replaced while the pool's
     ``max_restarts`` allows), else yielded with that error. When no worker is left, every task
-    not run is yielded with a RuntimeError. Closing the generator cancels what is in flight."""
+    not run is yielded with a :class:`_NoWorkers` error. Closing the generator cancels what is in flight."""
     ray = pool._ray
     pending = deque(tasks)
     inflight: dict = {}
@@ -481,7 +487,7 @@ def _schedule(pool: "RayDetectorPool", tasks, submit, per_actor: int, retry):
                     inflight[submit(a, task, len(pending))] = (a, task)
                     load[a] = load.get(a, 0) + 1
             if not inflight:
-                gone = RuntimeError("no Ray workers left (all died); see the Ray logs")
+                gone = _NoWorkers("no Ray workers left (all died); see the Ray logs")
                 while pending:
                     yield pending.popleft(), None, gone
                 return

@@ -28,7 +28,13 @@ def model_fingerprint(detector) -> str:
     modules = [detector.network()]
     for stage in (getattr(detector, "rescorer", None), getattr(detector, "atypical", None)):
         if stage is not None:
-            extra += json.dumps(asdict(stage.config), sort_keys=True).encode()
+            d = asdict(stage.config)
+            # a setting added after models were shipped is hashed only when it is not at its
+            # default, so that those models keep their fingerprint (and finished runs their key)
+            for k, default in getattr(stage.config, "FINGERPRINT_DEFAULTS", {}).items():
+                if d.get(k) == default:
+                    d.pop(k)
+            extra += json.dumps(d, sort_keys=True).encode()
             modules.append(stage)
     return state_digest(*modules, extra=extra)[:16]
 

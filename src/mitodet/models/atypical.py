@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -68,6 +68,9 @@ class AtypicalConfig:
     threshold: float = 0.5
     members: int = 1
     tta: str = "none"
+
+    #: settings added after the first shipped model: left out of the model fingerprint at these values
+    FINGERPRINT_DEFAULTS: ClassVar[dict[str, Any]] = {"tta": "none"}
 
     def __post_init__(self) -> None:
         if self.tta not in TTA_MODES:

@@ -50,6 +50,7 @@ from pathlib import Path
 from mitodet.checks import MPP_RANGE
 from mitodet.data.images import ImageReadError, read_rgb
 from mitodet.inference.slide.pixel_size import (
+    NO_PIXEL_SIZE,
     MissingMppError,
     PixelSize,
     mpp_from_resolution,
@@ -60,6 +61,7 @@ from mitodet.inference.slide.sources import (
     FLAT_MAX_PIXELS,
     HPF_SUFFIXES,
     IMAGE_SUFFIXES,
+    MAX_SEGMENT_BYTES,
     OPENSLIDE_SUFFIXES,
     TIFF_BASED_WSI,
     TIFF_SUFFIXES,
@@ -156,6 +158,8 @@ __all__ = [
     "MPP_RANGE",
     "FLAT_MAX_PIXELS",
     "WSI_MIN_PIXELS",
+    "MAX_SEGMENT_BYTES",
+    "NO_PIXEL_SIZE",
     "SlideReadError",
     "MissingMppError",
     "PixelSize",

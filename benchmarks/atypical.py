@@ -154,22 +154,14 @@ def tta_ab(model_dir: Path, cfg, root: Path, limit: int | None = None) -> str:
     every mode, so that the chosen row can be read beside the others."""
     import numpy as np
 
-    from mitodet.engine.atypical_train import load_amibr, load_atnorm, metrics, protocol_split
+    from mitodet.engine.atypical_train import benchmark_sets, metrics
     from mitodet.models.atypical import TTA_MODES, load_atypical
 
     ens = load_atypical(model_dir)
     members = list(getattr(ens, "members", [ens]))
-    size = int(cfg.atypical.patch_px)
-    amibr = load_amibr(root / "amibr", size)
-    tests = [load_atnorm(root / "atnorm_br", "AtNorM-Br", size), load_atnorm(root / "atnorm_md", "AtNorM-MD", size)]
-    if limit is not None:
-        rng = np.random.default_rng(0)
-        amibr = amibr.subset(np.sort(rng.permutation(len(amibr))[:limit]))
-        tests = [t.subset(np.sort(rng.permutation(len(t))[:limit])) for t in tests]
-    test_idx, folds = protocol_split(amibr, cfg)
+    amibr, folds, sets = benchmark_sets(cfg, root, limit)
     if len(folds) != len(members):
         raise SystemExit(f"{model_dir}: {len(members)} member(s), but the config has {len(folds)} folds")
-    sets = [amibr.subset(test_idx), *tests]
     thr = float(cfg.atypical.threshold)
     out = [
         "| TTA | validation BA (members, mean ± SD) | validation AUROC | "

@@ -269,6 +269,22 @@ def fit(
     return model.eval(), history
 
 
+def benchmark_sets(cfg: AtypicalTrainConfig, data_root: str | Path, limit: int | None = None):
+    """``(AMi-Br, its folds, the test sets)`` of the benchmark: all AMi-Br, the protocol's
+    ``[(train, val)]`` indices into it, and ``[AMi-Br's test part, AtNorM-Br, AtNorM-MD]``
+    (``limit``: a random ``limit`` crops of each set, for a smoke test)."""
+    root = Path(data_root)
+    size = int(cfg.atypical.patch_px)
+    amibr = load_amibr(root / "amibr", size)
+    tests = [load_atnorm(root / "atnorm_br", "AtNorM-Br", size), load_atnorm(root / "atnorm_md", "AtNorM-MD", size)]
+    if limit is not None:
+        rng = np.random.default_rng(0)
+        amibr = amibr.subset(np.sort(rng.permutation(len(amibr))[:limit]))
+        tests = [t.subset(np.sort(rng.permutation(len(t))[:limit])) for t in tests]
+    test_idx, folds = protocol_split(amibr, cfg)
+    return amibr, folds, [amibr.subset(test_idx), *tests]
+
+
 def benchmark(
     cfg: AtypicalTrainConfig,
     data_root: str | Path,
@@ -282,18 +298,9 @@ def benchmark(
     earlier run: resumable), then test on AMi-Br's test part, AtNorM-Br and AtNorM-MD; last,
     the mean probability of the fold models (``fold: "ensemble"``). Rows go to
     ``out_dir/rows.json`` as they come."""
-    root = Path(data_root)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    size = int(cfg.atypical.patch_px)
-    amibr = load_amibr(root / "amibr", size)
-    tests = [load_atnorm(root / "atnorm_br", "AtNorM-Br", size), load_atnorm(root / "atnorm_md", "AtNorM-MD", size)]
-    if limit is not None:
-        rng = np.random.default_rng(0)
-        amibr = amibr.subset(np.sort(rng.permutation(len(amibr))[:limit]))
-        tests = [t.subset(np.sort(rng.permutation(len(t))[:limit])) for t in tests]
-    test_idx, folds = protocol_split(amibr, cfg)
-    sets = [amibr.subset(test_idx), *tests]
+    amibr, folds, sets = benchmark_sets(cfg, data_root, limit)
     rows: list[dict] = []
     all_probs: list[dict[str, np.ndarray]] = []
     for k, (tr, va) in enumerate(folds, 1):

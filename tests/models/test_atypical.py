@@ -126,7 +126,7 @@ def test_detect_writes_the_class_everywhere(tiny_model_dir, tmp_path, threshold,
     from mitodet.synthetic import synthetic_scene
 
     model = _model_with_classifier(tiny_model_dir, tmp_path / "model", threshold)
-    img, _, _ = synthetic_scene((256, 256), mpp=0.5, n_mitoses=3, n_lookalikes=1, seed=1)
+    img, pts, lab = synthetic_scene((256, 256), mpp=0.5, n_mitoses=3, n_lookalikes=1, seed=1)
     src = tmp_path / "case" / "f.png"
     src.parent.mkdir()
     Image.fromarray(img).save(src, dpi=(50800, 50800))
@@ -147,6 +147,12 @@ def test_detect_writes_the_class_everywhere(tiny_model_dir, tmp_path, threshold,
     case = json.loads((out / "case.case.json").read_text())
     assert case["atypical_count"] == s["atypical"]["count"]
     assert "Called atypical" in (out / "f.summary.md").read_text()
+    # with ground truth the overlay shows TP / FP / FN, and still the atypical ones (and the run completes)
+    gt = tmp_path / "gt.csv"
+    gt.write_text("image,x,y\n" + "".join(f"f,{x},{y}\n" for x, y in pts[lab == 1]))
+    assert main([*argv, "--gt", str(gt)]) == 0
+    assert json.loads((out / "f.summary.json").read_text())["evaluation"]["n_gt"] == 3
+    assert (out / "f.overlay.jpg").stat().st_size > 0
     # --no-atypical: none of it (and the run key changes, so the file is redone)
     assert main([*argv, "--no-atypical"]) == 0
     assert "atypical_probability" not in open(out / "f.csv").readline()

@@ -62,6 +62,19 @@ def test_evaluation_colours_are_distinct_and_at_their_points():
     assert tuple(out[5, 5]) == (255, 255, 255)  # no legend
 
 
+def test_evaluation_rings_the_detections_called_atypical_and_names_them_in_the_legend():
+    from mitodet.report.viz import ATYPICAL_COLOR
+
+    img = np.full((160, 200, 3), 200, dtype=np.uint8)
+    tp, fp, fn = np.array([[80.0, 120.0]]), np.array([[150.0, 120.0]]), np.zeros((0, 2))
+    plain = draw_evaluation(img, tp, fp, fn, radius_px=10, width=2)
+    assert not np.any(np.all(plain == ATYPICAL_COLOR, axis=-1))
+    out = draw_evaluation(img, tp, fp, fn, radius_px=10, width=2, atypical_points=tp)
+    assert _near(out, 94, 120, ATYPICAL_COLOR) and _near(out, 80, 106, ATYPICAL_COLOR)  # the diamond around the TP
+    assert not _near(out, 164, 120, ATYPICAL_COLOR)  # the FP is not called atypical
+    assert np.any(np.all(out[:95, :90] == ATYPICAL_COLOR, axis=-1))  # its legend entry (4th row)
+
+
 def test_evaluation_legend_is_drawn_top_left():
     img = np.full((100, 200, 3), 200, dtype=np.uint8)
     out = draw_evaluation(img, [[150, 80]], np.zeros((0, 2)), [[100, 80]], legend=True)

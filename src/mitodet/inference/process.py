@@ -461,11 +461,14 @@ def draw_overlay(thumb: np.ndarray, d: tuple[float, float], detector, det, parts
         d = (d[0] / k, d[1] / k)
     radius = max(4.0, 0.6 * detector.config.box_size_um / (mpp * d[0]))
     width = 2 if max(thumb.shape[:2]) < 3000 else 3
-    if parts is not None:
-        overlay = draw_evaluation(thumb, *(_to_thumb(p, d) for p in parts), radius_px=radius, width=width)
+    atyp = (summary.get("atypical") or {}).get("threshold")
+    if parts is not None:  # TP / FP / FN, and the atypical ones among the detections ringed
+        called = None if atyp is None else _to_thumb(det.points[det.atypical >= atyp], d)
+        overlay = draw_evaluation(
+            thumb, *(_to_thumb(p, d) for p in parts), radius_px=radius, width=width, atypical_points=called
+        )
     else:
         overlay = draw_detections(thumb, _to_thumb(det.points, d), radius_px=radius, width=width)
-        atyp = (summary.get("atypical") or {}).get("threshold")
         if atyp is not None and (det.atypical >= atyp).any():  # atypical ones: a second ring
             overlay = draw_detections(
                 overlay,

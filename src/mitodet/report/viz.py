@@ -182,6 +182,7 @@ def draw_evaluation(
     radius_px: float = 12.0,
     width: int = 2,
     legend: bool = True,
+    atypical_points: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw matched (TP), spurious (FP) and missed (FN) mitoses in distinct colours and shapes.
 
@@ -193,6 +194,8 @@ def draw_evaluation(
         radius_px: marker radius in pixels.
         width: line width in pixels.
         legend: draw a legend (marker, category and count) in the top-left corner.
+        atypical_points: detections called atypical (TP or FP): a reddish-purple diamond
+            around their marker, and a legend entry (None: no such entry).
 
     Returns:
         A new ``(H, W, 3)`` uint8 array.
@@ -208,6 +211,12 @@ def draw_evaluation(
         p = _points(pts)
         out = draw_detections(out, p, radius_px=radius_px, color=color, width=width, shape=shape)
         entries.append((f"{label} {len(p)}", shape, color))
+    if atypical_points is not None:
+        p = _points(atypical_points)
+        out = draw_detections(
+            out, p, radius_px=radius_px + 2 * width, color=ATYPICAL_COLOR, width=width, shape="diamond"
+        )
+        entries.append((f"atypical {len(p)}", "diamond", ATYPICAL_COLOR))
     if legend:
         pil = Image.fromarray(out)
         _legend(pil, entries, width)

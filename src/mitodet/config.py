@@ -255,6 +255,12 @@ class DetectConfig:
     def replace(self, **changes: Any) -> "DetectConfig":
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def of(cls, config: "DetectConfig | None" = None, **options: Any) -> "DetectConfig":
+        """``config`` (default: the defaults) with ``options`` over it: what ``detect_files`` takes."""
+        base = config if config is not None else cls()
+        return base.replace(**options) if options else base
+
     def run_settings(self, detector) -> dict[str, Any]:
         """What the run key of each file is made of: this config's output-changing fields, the
         model's fingerprint and how it tiles (the ground truth by its file's identity)."""

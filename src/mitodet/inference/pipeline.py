@@ -112,7 +112,7 @@ def detect_files(
             an unreadable ground-truth file (before any image is processed; the options are
             checked before the model is loaded).
     """
-    cfg = (config or DetectConfig()).replace(**options) if options else (config or DetectConfig())
+    cfg = DetectConfig.of(config, **options)
     plan = plan_batch(paths, out_dir, cfg, detector=detector, model=model)
     return run_batch(plan, LocalExecutor(), log, log_error)
 

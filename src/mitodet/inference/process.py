@@ -426,12 +426,11 @@ def write_readout_files(
         atypical_thr = float(detector.atypical.config.threshold)
         summary["atypical"] = atypical_summary(det.atypical, atypical_thr, summary)
     hot = summary.get("hotspot")
-    hot_px = None if not hot else [float(v) / mpp for v in hot["box_um"]]
     write_geojson(
         paths["geojson"],
         det.points,
         det.scores,
-        hotspot=None if hot_px is None else {"box_px": hot_px, "count": hot["count"], "n_fields": hot["n_fields"]},
+        hotspot=None if not hot else {"box_px": hot["box_px"], "count": hot["count"], "n_fields": hot["n_fields"]},
         atypical=det.atypical,
         atypical_threshold=atypical_thr,
     )
@@ -480,7 +479,7 @@ def draw_overlay(thumb: np.ndarray, d: tuple[float, float], detector, det, parts
             )
     hot = summary.get("hotspot")
     if hot:
-        box = [float(v) / mpp / dd for v, dd in zip(hot["box_um"], (d[0], d[1], d[0], d[1]))]
+        box = [v / dd for v, dd in zip(hot["box_px"], (d[0], d[1], d[0], d[1]))]  # level-0 px -> thumbnail px
         tag = "whole image, extrapolated" if hot.get("extrapolated") else f"{hot['n_fields']} HPF"
         overlay = draw_box(
             overlay,

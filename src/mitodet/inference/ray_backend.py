@@ -399,7 +399,7 @@ class RayDetectorPool:
         and the same batch loop; the arguments are those of ``detect_files`` plus
         ``tile_parallel_min_tiles`` (None: never split a file)."""
         executor = RayFileExecutor(self, tile_parallel_min_tiles)
-        cfg = (config or DetectConfig()).replace(**options) if options else (config or DetectConfig())
+        cfg = DetectConfig.of(config, **options)
         plan = plan_batch(paths, out_dir, cfg, detector=self.detector)
         return run_batch(plan, executor, log, log_error)
 

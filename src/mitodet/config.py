@@ -364,6 +364,10 @@ class TrainConfig:
     #: also save the model at every validation (``<out>/snapshots/it<N>``), so that a later,
     #: slower criterion (``mitodet validate``'s whole-field F1) can pick the checkpoint
     snapshots: bool = False
+    #: leave-one-lab-out: lab groups (:func:`mitodet.evaluation.wholefield.lab_group`, e.g.
+    #: ``"tupac16"``) dropped from training and validation after the slide split, so that the
+    #: other labs keep the split of a run that used every lab
+    exclude_labs: tuple[str, ...] = ()
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
@@ -388,8 +392,9 @@ def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
             if isinstance(s, dict) and k in s:
                 s[k] = _as_tuple(s[k], f"sampler.{k}")
         d["sampler"] = from_dict(SamplerConfig, s, "sampler")
-    if "lr_decay_at" in d:
-        d["lr_decay_at"] = _as_tuple(d["lr_decay_at"], "lr_decay_at")
+    for k in ("lr_decay_at", "exclude_labs"):
+        if k in d:
+            d[k] = _as_tuple(d[k], k)
     return from_dict(TrainConfig, d, "train config")
 
 

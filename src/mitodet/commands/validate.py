@@ -133,8 +133,13 @@ def _pick_snapshot(args: argparse.Namespace, density: float) -> int:
         return _fail(f'{args.snapshots}/snapshots holds no model: train with "snapshots": true in the config')
     run_cfg = args.snapshots / "config.json"
     data = args.data
-    if data is None and run_cfg.is_file():
-        data = json.loads(run_cfg.read_text(encoding="utf-8")).get("data")
+    run_doc = json.loads(run_cfg.read_text(encoding="utf-8")) if run_cfg.is_file() else {}
+    if data is None:
+        data = run_doc.get("data")
+    # a leave-one-lab-out run's held-out labs choose neither its checkpoint nor its threshold
+    exclude = tuple(run_doc.get("train", {}).get("exclude_labs", ()))
+    if exclude:
+        print(f"labs {list(exclude)} held out of the run: not used to choose", file=sys.stderr)
     scores = []
     for snap in snaps:
         try:
@@ -147,6 +152,7 @@ def _pick_snapshot(args: argparse.Namespace, density: float) -> int:
                 density=density,
                 frames=False,
                 progress=not args.no_progress,
+                exclude_labs=exclude,
             )
         except (FileNotFoundError, ValueError) as exc:
             return _fail(str(exc))
@@ -167,7 +173,8 @@ def _pick_snapshot(args: argparse.Namespace, density: float) -> int:
         dest,
         thr,
         second_stage=False,
-        rule=f"checkpoint {name} and threshold by whole-field F1 at {density:g} mitoses/mm2 (val slides)",
+        rule=f"checkpoint {name} and threshold by whole-field F1 at {density:g} mitoses/mm2 (val slides"
+        + (f", without the held-out labs {list(exclude)})" if exclude else ")"),
     )
     print(f"chosen: {name} (whole-field F1@{density:g} {f1:.3f}, threshold {thr:.4f}) -> {dest}")
     return 0
@@ -183,6 +190,7 @@ def validate(
     threshold: float | None = None,
     frames: bool = True,
     progress: bool = True,
+    exclude_labs=(),
 ) -> dict:
     """The whole-field validation of ``model`` as a JSON-able dict (see :func:`run`)."""
     from mitodet.data.spec import load_spec, training_data
@@ -192,9 +200,12 @@ def validate(
     model_dir = resolve_model_dir(model)
     det = Detector.load(model_dir, second_stage=second_stage)
     spec = load_spec(data if data is not None else training_data(model_dir))
-    records = W.validation_records(spec, split, labs)
+    records = W.validation_records(spec, split, labs, exclude=exclude_labs)
     if not records:
-        raise ValueError(f"the data spec gives no label-complete {split} images")
+        raise ValueError(
+            f"the data spec gives no label-complete {split} images"
+            + (f" outside the held-out labs {list(exclude_labs)}" if exclude_labs else "")
+        )
     thr = det.threshold if threshold is None else float(threshold)
     res = W.collect(det, records, progress=progress)
     rows = W.table_rows(res, thr, densities=sorted({*W.REPORT_DENSITIES, density}), density=density)

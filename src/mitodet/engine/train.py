@@ -130,6 +130,17 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig, spec, progress: boo
     # dropped after the split so that the split itself does not depend on them
     train_rec = [r for r in train_rec if r.labelled]
     val_rec = [r for r in val_rec if r.labelled]
+    if cfg.exclude_labs:  # leave-one-lab-out: after the split, so the other labs' split is unchanged
+        from mitodet.evaluation.wholefield import lab_group
+
+        unknown = sorted(set(cfg.exclude_labs) - {lab_group(r) for r in train_rec + val_rec})
+        if unknown:
+            raise ValueError(
+                f"exclude_labs {unknown} name no lab of the data spec; its labs: "
+                f"{sorted({lab_group(r) for r in train_rec + val_rec})}"
+            )
+        train_rec = [r for r in train_rec if lab_group(r) not in cfg.exclude_labs]
+        val_rec = [r for r in val_rec if lab_group(r) not in cfg.exclude_labs]
     if not train_rec:
         raise ValueError("the data spec gives no training records")
     train_src = load_sources(train_rec, model_cfg.mpp, progress=progress)
@@ -153,6 +164,7 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig, spec, progress: boo
         "train_mitoses": int(sum(len(r.mitoses) for r in train_rec)),
         "val_mitoses": int(sum(len(r.mitoses) for r in val_rec)),
         "val_slide_ids": sorted({r.slide for r in val_rec}),
+        "exclude_labs": list(cfg.exclude_labs),
     }
     return train_ds, val, info
 

@@ -232,9 +232,12 @@ def table_rows(
     return rows
 
 
-def validation_records(spec, split: str = "val", labs: Sequence[str] | None = None) -> list[ImageRecord]:
+def validation_records(
+    spec, split: str = "val", labs: Sequence[str] | None = None, exclude: Sequence[str] = ()
+) -> list[ImageRecord]:
     """The label-complete records of ``spec``'s ``split`` (``"val"``: the slides the
-    detector's training held out; ``"all"``), optionally only of ``labs``."""
+    detector's training held out; ``"all"``), optionally only of ``labs``, never of ``exclude``
+    (the labs a leave-one-lab-out run held out, which may not choose its checkpoint or threshold)."""
     from mitodet.data.sampler import split_by_slide
     from mitodet.data.spec import read_sources
 
@@ -251,7 +254,7 @@ def validation_records(spec, split: str = "val", labs: Sequence[str] | None = No
                 f"{sorted({lab_group(r) for r in records})}"
             )
         records = [r for r in records if lab_group(r) in labs]
-    return records
+    return [r for r in records if lab_group(r) not in exclude]
 
 
 def full_frame_results(detector, spec) -> list[FieldResult]:

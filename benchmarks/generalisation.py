@@ -155,6 +155,12 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--no-all-labs", action="store_true", help="skip the second stage trained on every lab")
     ap.add_argument(
+        "--calibrate-on",
+        metavar="LAB",
+        help="calibration on a held-out lab: hold LAB out of training as well, and choose a second threshold "
+        "on all of LAB's label-complete crops (beside the usual one, on the other labs' validation slides)",
+    )
+    ap.add_argument(
         "--merge",
         type=Path,
         nargs="*",
@@ -170,6 +176,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     variants = [(c.split("+")[0], c.endswith("+adabn")) for c in args.combine]
+    if args.calibrate_on is not None and (args.calibrate_on in args.heldout or args.calibrate_on == "atnorm"):
+        ap.error(
+            f"--calibrate-on {args.calibrate_on}: name a lab with label-complete crops that is not in --heldout "
+            "(e.g. midog21-aperio-cs2 or tupac16)"
+        )
     # labs the detector itself was trained without (a detector-level leave-one-lab-out run):
     # they are not part of `all-val`, and the caveat under the table says which labs are fully held out
     det_doc = Path(args.detector) / "train_config.json"
@@ -272,7 +283,7 @@ def main(argv=None) -> int:
                 }
             )
 
-    def run(variant: str, exclude: tuple[str, ...], seed: int, tests: list[str]) -> None:
+    def run(variant: str, exclude: tuple[str, ...], seed: int, tests: list[str], cal_lab: str | None = None) -> None:
         out = work / re.sub(r"[^\w.-]+", "_", variant).strip("_") / f"seed{seed}"
         cfg = RescorerTrainConfig.from_dict(
             {**base.to_dict(), "seed": seed, "exclude_labs": list(exclude), "threads": args.threads}
@@ -291,11 +302,16 @@ def main(argv=None) -> int:
             )
         summary = json.loads(summary_path.read_text())
         det = Detector.load(out / "model")
-        calib = [r for r in val_complete if W.lab_group(r) not in exclude]
+        # the threshold's data: the validation slides of the labs the run trained on, and with
+        # cal_lab also every label-complete crop of that lab, which the run held out of training
+        # (the same trained model under both rules: a paired comparison)
+        calibs = [("", [r for r in val_complete if W.lab_group(r) not in exclude])]
+        if cal_lab is not None:
+            calibs.append((f", threshold on {cal_lab}", lab_records(_groups(cal_lab), True)))
         trained = det.rescorer
         memo: dict = {}  # second-stage probabilities per image, shared by the combinations
-        for combine, adabn in variants:  # each variant's threshold is chosen on the calibration crops
-            det.rescorer = trained
+        for (combine, adabn), (cal_name, calib) in [(v, c) for v in variants for c in calibs]:
+            det.rescorer = trained  # each variant's threshold is chosen on its calibration crops
             det.rescorer.config = trained.config.replace(combine=combine)
             if adabn:
                 det.rescorer = adapt_batchnorm(trained, _patches(calib, cands, det))
@@ -309,7 +325,7 @@ def main(argv=None) -> int:
                 if adabn:  # statistics of the tested lab's own candidates (no labels used)
                     det.rescorer = adapt_batchnorm(trained, _patches(recs, cands, det))
                 row = _row(_results(recs, cands, det, True, None if adabn else memo), thr, args.density, complete)
-                label = combine + (", AdaBN" if adabn else "")
+                label = combine + (", AdaBN" if adabn else "") + cal_name
                 rows.append(
                     {
                         "variant": f"{variant} ({label})",
@@ -328,8 +344,12 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             run(f"two-stage{tag}, all labs", (), seed, ["all-val"])
     for name in args.heldout:
+        cal = args.calibrate_on
         for seed in args.seeds:
-            run(f"two-stage{tag}, without {name}", _groups(name), seed, [name])
+            if cal is None:
+                run(f"two-stage{tag}, without {name}", _groups(name), seed, [name])
+            else:  # both labs held out of training; thresholds by either rule, tested on `name`
+                run(f"two-stage{tag}, without {name} and {cal}", _groups(name) + _groups(cal), seed, [name], cal)
     own = list(rows)
     for path in args.merge:  # earlier variants' second-stage rows, for one table
         rows += [r for r in json.loads(path.read_text()) if r["variant"] != "first stage"]
@@ -386,7 +406,8 @@ def to_markdown(rows: list[dict], args, first_thr: float, seconds: float | None)
         "(`configs/experiments/rescorer-<tag>.json`, otherwise `configs/rescorer.json`); `AdaBN` = the second stage's BatchNorm statistics re-estimated "
         "on the candidates of the images it scores (the calibration crops when choosing the threshold, the "
         "tested lab's crops when testing; no labels used). Each variant has its own threshold, chosen on the "
-        "calibration crops.",
+        "calibration crops; `threshold on LAB` = chosen instead on every label-complete crop of LAB, a lab that "
+        "run held out of training as well (`--calibrate-on`), on the same trained model as the row above it.",
     ]
     lines += [
         "",

@@ -1,7 +1,7 @@
 """Translation stability: how much a mitosis's score and a frame's count change when the tile grid shifts.
 
 Usage: python benchmarks/shift_stability.py [--model default|DIR] [--shifts 16] [--no-second-stage]
-       [--threads 2] [--quick]
+       [--threads 2] [--quick] [--doc docs/benchmarks/shift_stability.md]
 
 Each MITOS-ATYPIA-14 frame is shifted by random offsets (dx, dy in [0, 420) px, the same
 offsets for every frame and variant, seed 0; the frame is padded by mirroring on the top
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, environment_line  # noqa: E402
+from _common import command_line, environment_line, write_doc  # noqa: E402
 
 MAX_SHIFT = 420
 
@@ -85,6 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-second-stage", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="one frame, 2 shifts")
+    ap.add_argument("--doc", type=Path, default=None, help="also write the table to this Markdown file")
     args = ap.parse_args(argv)
     import torch
 
@@ -99,21 +100,28 @@ def main(argv=None) -> int:
         not args.no_second_stage,
         max_frames=1 if args.quick else None,
     )
-    print(f"Command: `{command_line()}`\n\nMachine: {environment_line(args.threads)}\n")
-    print(
+    lines = [
+        f"Command: `{command_line()}`",
+        "",
+        f"Machine: {environment_line(args.threads)}",
+        "",
         f"Model `{res['model']}`, second stage {'on' if res['second_stage'] else 'off'}, threshold "
-        f"{res['threshold']:.3f}; {len(res['offsets'])} shifts by (dx, dy) in [0, {MAX_SHIFT}) px.\n"
-    )
-    print("| frame | mitosis (x, y) | score min | score max | sd | shifts kept at threshold |")
-    print("|---|---|---|---|---|---|")
+        f"{res['threshold']:.3f}; {len(res['offsets'])} shifts by (dx, dy) in [0, {MAX_SHIFT}) px.",
+        "",
+        "| frame | mitosis (x, y) | score min | score max | sd | shifts kept at threshold |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in res["mitoses"]:
-        print(
+        lines.append(
             f"| {m['frame']} | ({m['x']:.0f}, {m['y']:.0f}) | {m['min']:.3f} | {m['max']:.3f} | {m['sd']:.3f} | "
             f"{m['kept']} of {len(res['offsets'])} |"
         )
-    print(f"\nMean over mitoses: score sd {res['mean_sd']:.3f}, score range {res['mean_range']:.3f}.")
-    for frame, n in res["counts"].items():
-        print(f"{frame}: count at threshold {min(n)}-{max(n)} over the shifts")
+    lines += ["", f"Mean over mitoses: score sd {res['mean_sd']:.3f}, score range {res['mean_range']:.3f}.", ""]
+    lines += [f"- {frame}: count at threshold {min(n)}-{max(n)} over the shifts" for frame, n in res["counts"].items()]
+    body = "\n".join(lines)
+    print(body)
+    if not args.quick:
+        write_doc(args.doc, "Stability of scores and counts under tile-grid shifts", body)
     return 0
 
 

@@ -155,6 +155,35 @@ def test_generalisation_quick(shared_data, tmp_path):
     assert row[0] == "quick" and row[2] == "1"
 
 
+@pytest.mark.data
+def test_generalisation_calibrate_on_a_held_out_lab_quick(shared_data, tmp_path):
+    """--calibrate-on: both labs out of training; the same model under both threshold rules."""
+    args = ["--detector", "default", "--seeds", "0", "--heldout", "atnorm", "--no-all-labs"]
+    out = run_quick(
+        "generalisation.py",
+        *args,
+        "--calibrate-on",
+        "midog21-aperio-cs2",
+        "--combine",
+        "geometric",
+        "--work",
+        str(tmp_path / "gen"),
+        "--no-progress",
+    )
+    for row in (
+        "| two-stage, without atnorm and midog21-aperio-cs2 (geometric) | atnorm |",
+        "| two-stage, without atnorm and midog21-aperio-cs2 (geometric, threshold on midog21-aperio-cs2) | atnorm |",
+    ):
+        assert row in out, out[-3000:]
+    bad = subprocess.run(
+        [sys.executable, str(BENCH / "generalisation.py"), *args, "--calibrate-on", "atnorm"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "--calibrate-on atnorm" in bad.stderr
+
+
 @pytest.mark.parametrize("script, extra, threads, marker", OTHERS, ids=[o[0] for o in OTHERS])
 def test_other_quick_modes(script, extra, threads, marker):
     if script == "ray_throughput.py":
@@ -180,6 +209,14 @@ def test_viewer_quick():
 def test_atypical_quick(shared_data):
     out = run_quick("atypical.py", "--data", str(shared_data))
     assert "QUICK smoke test" in out and "AtNorM-MD" in out
+
+
+def test_atypical_inference_ab_quick(shared_data):
+    """--tta-ab on the bundled ensemble: the chosen TTA row, then the transductive AdaBN row."""
+    model = BENCH.parent / "src" / "mitodet" / "weights" / "rdlm-cpu"
+    out = run_quick("atypical.py", "--data", str(shared_data), "--tta-ab", str(model), "--tta-modes", "none")
+    assert "QUICK smoke test" in out and "| none, AdaBN (transductive) |" in out
+    assert "| none |" in out and "| flip |" not in out
 
 
 def test_atypical_speed():

@@ -74,6 +74,28 @@ def test_test_time_augmentation_averages_the_dihedral_views():
         AtypicalConfig(tta="rotate")
 
 
+def test_adabn_re_estimates_the_statistics_on_the_centre_the_network_sees():
+    """AdaBN (the benchmark's transductive row) changes BatchNorm statistics only, from the
+    centre ``input_px`` of the patches: a frame around the centre makes no difference."""
+    from mitodet.models.atypical import AtypicalClassifier, AtypicalConfig, adapt_atypical
+
+    torch.manual_seed(0)
+    m = AtypicalClassifier(AtypicalConfig(input_px=32, patch_px=48)).eval()
+    rng = np.random.default_rng(4)
+    patches = rng.integers(0, 120, (6, 48, 48, 3), dtype=np.uint8)  # a darker domain
+    framed = patches.copy()
+    framed[:, :8] = 255  # outside the centre 32 px
+    a, b = adapt_atypical(m, patches), adapt_atypical(m, framed)
+    bn0 = next(x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d))
+    bna = next(x for x in a.modules() if isinstance(x, torch.nn.BatchNorm2d))
+    assert not torch.allclose(bn0.running_mean, bna.running_mean)  # the statistics moved
+    for (k, w0), (_, wa) in zip(m.state_dict().items(), a.state_dict().items()):
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(w0, wa), k  # the weights did not
+    np.testing.assert_allclose(a.probabilities(patches), b.probabilities(patches), rtol=1e-6)
+    assert not np.allclose(a.probabilities(patches), m.probabilities(patches))
+
+
 def test_an_ensemble_averages_its_members_and_round_trips(tmp_path):
     from mitodet.models.atypical import (
         AtypicalClassifier,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mitodet.checks import check_threshold
-from mitodet.models.rescorer import CONFIG_NAME, PatchClassifier, load_patch_model, save_patch_model
+from mitodet.models.rescorer import CONFIG_NAME, PatchClassifier, adapt_batchnorm, load_patch_model, save_patch_model
 
 ATYPICAL_DIR = "atypical"
 ATYPICAL_CLASS = "Atypical mitotic figure"
@@ -107,6 +107,15 @@ class AtypicalClassifier(PatchClassifier):
         centre = patches[:, m : m + int(self.config.input_px), m : m + int(self.config.input_px)]
         views = tta_views(centre, self.config.tta)
         return np.mean([super(AtypicalClassifier, self).probabilities(v, batch_size) for v in views], axis=0)
+
+
+def adapt_atypical(model: AtypicalClassifier, patches: np.ndarray) -> AtypicalClassifier:
+    """AdaBN for the atypical classifier: a copy of ``model`` whose BatchNorm statistics are
+    those of ``patches`` (the same ``patch_px`` patches :meth:`~AtypicalClassifier.probabilities`
+    takes; their centre ``input_px`` is what the network sees). Transductive: it needs a set
+    of unlabelled patches of the target domain, so it is a benchmark row, not a shipped setting."""
+    m = (patches.shape[1] - int(model.config.input_px)) // 2
+    return adapt_batchnorm(model, patches[:, m : m + int(model.config.input_px), m : m + int(model.config.input_px)])
 
 
 class AtypicalEnsemble(torch.nn.Module):

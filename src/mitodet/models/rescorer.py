@@ -238,7 +238,7 @@ def load_rescorer(model_dir: str | Path) -> Rescorer:
 
 
 @torch.no_grad()
-def adapt_batchnorm(model: Rescorer, patches: np.ndarray, batch_size: int = 128) -> Rescorer:
+def adapt_batchnorm(model: PatchClassifier, patches: np.ndarray, batch_size: int = 128) -> PatchClassifier:
     """Test-time BatchNorm re-estimation (AdaBN, Li et al. 2016): a copy of ``model`` whose
     BatchNorm statistics are those of ``patches`` ((N, P, P, 3) uint8 of the target domain),
     weights unchanged. With fewer than 2 patches the copy keeps the training statistics."""

@@ -368,6 +368,14 @@ class TrainConfig:
     #: ``"tupac16"``) dropped from training and validation after the slide split, so that the
     #: other labs keep the split of a run that used every lab
     exclude_labs: tuple[str, ...] = ()
+    #: hard-negative mining: a file of the first stage's candidates on the training images
+    #: (``candidates.npz`` of ``mitodet train-rescorer``, or ``mine_candidates``); on every
+    #: label-complete training image its ``mined_per_image`` best candidates scoring at least
+    #: ``mined_min_score`` and farther than ``radius_um`` from every labelled object join the
+    #: look-alikes the sampler centres pieces on (``sampler.p_hard_negative``)
+    mined_negatives: str = ""
+    mined_min_score: float = 0.5
+    mined_per_image: int = 8
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self) -> None:
@@ -376,6 +384,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not 0 <= self.mined_min_score <= 1 or self.mined_per_image < 0:
+            raise ValueError(
+                f"mined_min_score must lie in [0, 1] and mined_per_image be >= 0, got "
+                f"{self.mined_min_score!r}, {self.mined_per_image!r}"
+            )
         if any(not 0 < f < 1 for f in self.lr_decay_at):
             raise ValueError(f"lr_decay_at are fractions of the run in (0, 1), got {self.lr_decay_at!r}")
 

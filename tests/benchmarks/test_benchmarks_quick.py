@@ -184,6 +184,18 @@ def test_generalisation_calibrate_on_a_held_out_lab_quick(shared_data, tmp_path)
     assert bad.returncode == 2 and "--calibrate-on atnorm" in bad.stderr
 
 
+@pytest.mark.data
+def test_mining_ab_quick(shared_data):
+    model = BENCH.parent / "src" / "mitodet" / "weights" / "rdlm-cpu"
+    out = run_quick("mining_ab.py", "--arm", f"bundled={model}")
+    (row,) = table(out, "| arm | runs |")
+    assert row[0] == "bundled" and row[1] == "1" and 0 <= float(row[3]) <= 1
+    bad = subprocess.run(
+        [sys.executable, str(BENCH / "mining_ab.py"), "--arm", "x=/nonexistent"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "no model in" in bad.stderr
+
+
 @pytest.mark.parametrize("script, extra, threads, marker", OTHERS, ids=[o[0] for o in OTHERS])
 def test_other_quick_modes(script, extra, threads, marker):
     if script == "ray_throughput.py":

@@ -149,10 +149,9 @@ def mine_candidates(
     key = _detector_key(detector)
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if cache is not None and cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            if str(z["key"]) == key:
-                for i, name in enumerate(z["names"]):
-                    found[str(name)] = (z[f"p{i}"], z[f"s{i}"])
+        cached_key, cached = read_candidates(cache)
+        if cached_key == key:
+            found = cached
     todo = [r for r in records if str(r.image) not in found]
     it = todo
     if progress and todo:
@@ -165,6 +164,18 @@ def mine_candidates(
         if cache is not None and ((n + 1) % 2000 == 0 or n + 1 == len(todo)):
             _save_cache(cache, key, found)
     return found
+
+
+def read_candidates(path: Path) -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """``(detector key, {image path: (points, scores)})`` of a candidates file written by
+    :func:`mine_candidates`; a file that is not one raises ``ValueError`` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["key"]), {str(n): (z[f"p{i}"], z[f"s{i}"]) for i, n in enumerate(z["names"])}
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: not a candidates file of `mitodet train-rescorer` ({exc}); mine it again (delete it and rerun)"
+        ) from None
 
 
 def _detector_key(detector) -> str:

@@ -143,6 +143,9 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig, spec, progress: boo
         val_rec = [r for r in val_rec if lab_group(r) not in cfg.exclude_labs]
     if not train_rec:
         raise ValueError("the data spec gives no training records")
+    mined = 0
+    if cfg.mined_negatives:
+        train_rec, mined = add_mined_negatives(train_rec, cfg)
     train_src = load_sources(train_rec, model_cfg.mpp, progress=progress)
     train_ds = MosaicDataset(
         MosaicSampler(train_src, cfg.sampler, model_cfg.box_size_px, seed=cfg.seed),
@@ -165,8 +168,53 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig, spec, progress: boo
         "val_mitoses": int(sum(len(r.mitoses) for r in val_rec)),
         "val_slide_ids": sorted({r.slide for r in val_rec}),
         "exclude_labs": list(cfg.exclude_labs),
+        "mined_negatives": mined,
     }
     return train_ds, val, info
+
+
+def add_mined_negatives(records, cfg: TrainConfig):
+    """``(records, n)``: ``records`` with the mined candidates of ``cfg.mined_negatives`` added
+    as look-alikes (label 0) on the label-complete ones (see :class:`TrainConfig`), and how
+    many were added. A candidate within ``cfg.radius_um`` of a labelled object is not one."""
+    from mitodet.engine.rescorer_train import _COMPLETE_PATCH_SOURCES, read_candidates
+    from mitodet.evaluation.wholefield import label_complete
+
+    path = Path(cfg.mined_negatives)
+    if not path.is_file():
+        raise ValueError(
+            f"mined_negatives {path}: no such file; mine the candidates first (`mitodet train-rescorer` writes "
+            "OUT/candidates.npz) or leave mined_negatives empty"
+        )
+    _key, cands = read_candidates(path)
+    out, added, seen = [], 0, 0
+    for rec in records:
+        got = cands.get(str(rec.image))
+        if got is None or not (label_complete(rec) or rec.source in _COMPLETE_PATCH_SOURCES):
+            out.append(rec)
+            continue
+        seen += 1
+        pts, sc = np.asarray(got[0], np.float64), np.asarray(got[1], np.float64)
+        keep = sc >= cfg.mined_min_score
+        pts, sc = pts[keep], sc[keep]
+        if len(pts) and len(rec.points):
+            d = np.hypot(pts[:, None, 0] - rec.points[None, :, 0], pts[:, None, 1] - rec.points[None, :, 1])
+            pts, sc = pts[d.min(axis=1) * rec.mpp > cfg.radius_um], sc[d.min(axis=1) * rec.mpp > cfg.radius_um]
+        pts = pts[np.argsort(-sc, kind="stable")][: cfg.mined_per_image]
+        added += len(pts)
+        out.append(
+            dataclasses.replace(
+                rec,
+                points=np.concatenate([rec.points, pts]),
+                labels=np.concatenate([rec.labels, np.zeros(len(pts), rec.labels.dtype)]),
+            )
+        )
+    if not seen:
+        raise ValueError(
+            f"mined_negatives {path}: none of the label-complete training images is in it (mined by another "
+            "data spec?); mine them again for this data"
+        )
+    return out, added
 
 
 @torch.inference_mode()

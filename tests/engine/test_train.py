@@ -151,3 +151,25 @@ def test_bad_train_configs_exit_2_with_the_fix(tiny_data, tmp_path, capsys, case
     err = capsys.readouterr().err
     assert rc == 2, err
     assert re.search(message, err), err
+
+
+def test_a_run_begun_before_a_setting_existed_resumes(tiny_data, tmp_path):
+    """A config.json written before a train setting was added (so without its key) resumes
+    while the setting stays at its default, and is refused when it does not."""
+    from mitodet.data.spec import load_spec
+    from mitodet.engine.train import train, train_config_from_dict
+
+    spec = load_spec(tiny_data / "noval.json")
+    out = tmp_path / "run"
+    train(train_config_from_dict(tiny_train(iterations=2, checkpoint_every=1, threads=0)), spec, out, progress=False)
+    doc = json.loads((out / "config.json").read_text())
+    for key in ("exclude_labs", "mined_negatives", "mined_min_score", "mined_per_image"):
+        del doc["train"][key]  # as an older mitodet wrote it
+    (out / "config.json").write_text(json.dumps(doc))
+    changed = tiny_train(iterations=3, checkpoint_every=1, threads=0, mined_per_image=4)
+    with pytest.raises(ValueError, match="different train config"):
+        train(train_config_from_dict(changed), spec, out, progress=False)
+    summary = train(
+        train_config_from_dict(tiny_train(iterations=3, checkpoint_every=1, threads=0)), spec, out, progress=False
+    )
+    assert summary["iterations"] == 3

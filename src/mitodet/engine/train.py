@@ -340,6 +340,10 @@ def _prepare_folder(cfg: TrainConfig, model_cfg: ModelConfig, spec, out: Path, r
                 if key == "train":  # a longer or shorter run may resume; the rest must match
                     for k in ("iterations", "threads"):  # neither changes the results
                         a.pop(k, None), b.pop(k, None)
+                    stock = to_dict(TrainConfig())
+                    for k in set(b) - set(a):  # a setting added since the run began, at its default
+                        if b[k] == stock.get(k):
+                            b.pop(k)
                 if a != b:
                     raise ValueError(
                         f"{out} holds a run with a different {key} config; use a new --out folder "

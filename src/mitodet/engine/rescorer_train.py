@@ -47,7 +47,7 @@ DEFAULT_POSITIVE_SOURCES: tuple[dict, ...] = (
 #: look-alike patch sets: small patches whose only mitosis, if any, is the labelled one at the
 #: centre, so a candidate away from it is a negative (their mitosis crops of unknown
 #: position are dropped before)
-_COMPLETE_PATCH_SOURCES = ("tupac16_patches", "mitos_atypia14_patches")
+COMPLETE_PATCH_SOURCES = ("tupac16_patches", "mitos_atypia14_patches")
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,7 @@ def build_samples(
         scale = rec.mpp / mpp
         mit = pts[rec.labels == 1]
         neg = [pts[rec.labels == 0]]
-        negatives_valid = label_complete(rec) or rec.source in _COMPLETE_PATCH_SOURCES
+        negatives_valid = label_complete(rec) or rec.source in COMPLETE_PATCH_SOURCES
         if negatives_valid and str(rec.image) in candidates:
             cp, cs = candidates[str(rec.image)]
             cp = np.asarray(cp, dtype=np.float64)[np.asarray(cs) >= cfg.mine_score] * scale

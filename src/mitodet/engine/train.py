@@ -177,7 +177,7 @@ def add_mined_negatives(records, cfg: TrainConfig):
     """``(records, n)``: ``records`` with the mined candidates of ``cfg.mined_negatives`` added
     as look-alikes (label 0) on the label-complete ones (see :class:`TrainConfig`), and how
     many were added. A candidate within ``cfg.radius_um`` of a labelled object is not one."""
-    from mitodet.engine.rescorer_train import _COMPLETE_PATCH_SOURCES, read_candidates
+    from mitodet.engine.rescorer_train import COMPLETE_PATCH_SOURCES, read_candidates
     from mitodet.evaluation.wholefield import label_complete
 
     path = Path(cfg.mined_negatives)
@@ -190,7 +190,7 @@ def add_mined_negatives(records, cfg: TrainConfig):
     out, added, seen = [], 0, 0
     for rec in records:
         got = cands.get(str(rec.image))
-        if got is None or not (label_complete(rec) or rec.source in _COMPLETE_PATCH_SOURCES):
+        if got is None or not (label_complete(rec) or rec.source in COMPLETE_PATCH_SOURCES):
             out.append(rec)
             continue
         seen += 1
@@ -199,7 +199,8 @@ def add_mined_negatives(records, cfg: TrainConfig):
         pts, sc = pts[keep], sc[keep]
         if len(pts) and len(rec.points):
             d = np.hypot(pts[:, None, 0] - rec.points[None, :, 0], pts[:, None, 1] - rec.points[None, :, 1])
-            pts, sc = pts[d.min(axis=1) * rec.mpp > cfg.radius_um], sc[d.min(axis=1) * rec.mpp > cfg.radius_um]
+            far = d.min(axis=1) * rec.mpp > cfg.radius_um
+            pts, sc = pts[far], sc[far]
         pts = pts[np.argsort(-sc, kind="stable")][: cfg.mined_per_image]
         added += len(pts)
         out.append(

@@ -178,6 +178,28 @@ def read_candidates(path: Path) -> tuple[str, dict[str, tuple[np.ndarray, np.nda
         ) from None
 
 
+def far_candidates(
+    points: np.ndarray,
+    scores: np.ndarray,
+    away_from: np.ndarray,
+    mpp: float,
+    radius_um: float,
+    min_score: float,
+    k: int,
+) -> np.ndarray:
+    """The ``k`` best mined candidates (by descending score) scoring at least ``min_score``
+    that lie farther than ``radius_um`` from every point of ``away_from`` (the same pixels,
+    ``mpp`` um each): the mined negatives of an image, for the second stage and the detector."""
+    pts, sc = np.asarray(points, np.float64).reshape(-1, 2), np.asarray(scores, np.float64)
+    keep = sc >= min_score
+    pts, sc = pts[keep], sc[keep]
+    if len(pts) and len(away_from):
+        d = np.hypot(pts[:, None, 0] - away_from[None, :, 0], pts[:, None, 1] - away_from[None, :, 1]).min(axis=1)
+        far = d * mpp > radius_um
+        pts, sc = pts[far], sc[far]
+    return pts[np.argsort(-sc, kind="stable")][:k]
+
+
 def _detector_key(detector) -> str:
     from mitodet.inference.pipeline import model_fingerprint
 
@@ -264,11 +286,17 @@ def build_samples(
         negatives_valid = label_complete(rec) or rec.source in COMPLETE_PATCH_SOURCES
         if negatives_valid and str(rec.image) in candidates:
             cp, cs = candidates[str(rec.image)]
-            cp = np.asarray(cp, dtype=np.float64)[np.asarray(cs) >= cfg.mine_score] * scale
-            if len(cp) and len(mit):
-                d = np.hypot(cp[:, None, 0] - mit[None, :, 0], cp[:, None, 1] - mit[None, :, 1]).min(axis=1)
-                cp = cp[d * mpp > cfg.negative_radius_um]
-            neg.append(cp[: cfg.max_negatives_per_image])  # mined candidates come by descending score
+            neg.append(
+                far_candidates(
+                    np.asarray(cp, np.float64) * scale,
+                    cs,
+                    mit,
+                    mpp,
+                    cfg.negative_radius_um,
+                    cfg.mine_score,
+                    cfg.max_negatives_per_image,
+                )
+            )
         if negatives_valid and cfg.dark_blob_negatives > 0:
             blobs = dark_blobs(img, mpp, 4 * cfg.dark_blob_negatives)
             if len(blobs) and len(mit):

@@ -177,7 +177,7 @@ def add_mined_negatives(records, cfg: TrainConfig):
     """``(records, n)``: ``records`` with the mined candidates of ``cfg.mined_negatives`` added
     as look-alikes (label 0) on the label-complete ones (see :class:`TrainConfig`), and how
     many were added. A candidate within ``cfg.radius_um`` of a labelled object is not one."""
-    from mitodet.engine.rescorer_train import COMPLETE_PATCH_SOURCES, read_candidates
+    from mitodet.engine.rescorer_train import COMPLETE_PATCH_SOURCES, far_candidates, read_candidates
     from mitodet.evaluation.wholefield import label_complete
 
     path = Path(cfg.mined_negatives)
@@ -194,14 +194,7 @@ def add_mined_negatives(records, cfg: TrainConfig):
             out.append(rec)
             continue
         seen += 1
-        pts, sc = np.asarray(got[0], np.float64), np.asarray(got[1], np.float64)
-        keep = sc >= cfg.mined_min_score
-        pts, sc = pts[keep], sc[keep]
-        if len(pts) and len(rec.points):
-            d = np.hypot(pts[:, None, 0] - rec.points[None, :, 0], pts[:, None, 1] - rec.points[None, :, 1])
-            far = d.min(axis=1) * rec.mpp > cfg.radius_um
-            pts, sc = pts[far], sc[far]
-        pts = pts[np.argsort(-sc, kind="stable")][: cfg.mined_per_image]
+        pts = far_candidates(*got, rec.points, rec.mpp, cfg.radius_um, cfg.mined_min_score, cfg.mined_per_image)
         added += len(pts)
         out.append(
             dataclasses.replace(
